@@ -35,7 +35,7 @@ REASONS: dict[str, str] = {
     "missing_field": "a required field is absent",
     "invalid_field": "a field has the wrong type or is out of its bounds",
     "unknown_type": "`type` is not one of the event types of schema v1",
-    "unsupported_schema_version": "`schema_version` is not \"1\"",
+    "unsupported_schema_version": '`schema_version` is not "1"',
     "ts_in_future": "`ts` is further in the future than limits.max_future_s",
     "ts_too_old": "`ts` is older than limits.max_age_s",
     "key_mismatch": "the event's agent_id differs from the Kafka message key",
@@ -67,6 +67,9 @@ _event_decoder = msgspec.json.Decoder(Event)
 _batch_decoder = msgspec.json.Decoder(list[Event])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _PATH = re.compile(r"at `\$(?:\[\d+\])?\.?([A-Za-z_]*)")
+# Not valid JSON for us: malformed, invalid UTF-8 inside a string, or nested deeper than
+# the parser's recursion limit.
+_UNPARSABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def _classify(error: msgspec.ValidationError) -> str:
@@ -75,7 +78,7 @@ def _classify(error: msgspec.ValidationError) -> str:
     where = match.group(1) if match else ""
     if text.startswith("Object missing required field"):
         return "missing_field"
-    if where == "type" and "Invalid enumeration value" in text:
+    if where == "type" and text.startswith(("Invalid enum value", "Invalid enumeration value")):
         return "unknown_type"
     if where == "schema_version":
         return "unsupported_schema_version"
@@ -89,17 +92,25 @@ def _first_char(raw: bytes) -> int:
     return 0
 
 
+def _shift(now: datetime, seconds: float) -> datetime | None:
+    """``now`` moved by ``seconds``; ``None`` (no bound) past the datetime range."""
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 class _Checker:
-    __slots__ = ("key", "limits", "lo", "hi")
+    __slots__ = ("hi", "key", "limits", "lo")
 
     def __init__(self, key: str | None, limits: Limits, now: datetime) -> None:
         self.key = key
         self.limits = limits
-        self.hi = now + timedelta(seconds=limits.max_future_s)
-        self.lo = now - timedelta(seconds=limits.max_age_s) if limits.max_age_s > 0 else None
+        self.hi = _shift(now, limits.max_future_s)
+        self.lo = _shift(now, -limits.max_age_s) if limits.max_age_s > 0 else None
 
     def problem(self, event: Event) -> tuple[str, str] | None:
-        if event.ts > self.hi:
+        if self.hi is not None and event.ts > self.hi:
             return "ts_in_future", f"ts {event.ts.isoformat()} is after {self.hi.isoformat()}"
         if self.lo is not None and event.ts < self.lo:
             return "ts_too_old", f"ts {event.ts.isoformat()} is before {self.lo.isoformat()}"
@@ -111,9 +122,7 @@ class _Checker:
         return None
 
 
-def decode_message(
-    raw: bytes, *, key: bytes | None, limits: Limits, now: datetime
-) -> DecodeResult:
+def decode_message(raw: bytes, *, key: bytes | None, limits: Limits, now: datetime) -> DecodeResult:
     """Decode one Kafka message into valid events and rejected parts."""
     result = DecodeResult()
     if len(raw) > limits.max_message_bytes:
@@ -130,7 +139,7 @@ def decode_message(
     else:
         try:
             msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+        except _UNPARSABLE as exc:
             result.rejects.append(Reject("bad_json", str(exc), raw))
         else:
             result.rejects.append(Reject("not_an_event", "expected an object or array", raw))
@@ -156,8 +165,8 @@ def _decode_one(raw: bytes, checker: _Checker, result: DecodeResult) -> None:
     except msgspec.ValidationError as exc:
         result.rejects.append(Reject(_classify(exc), str(exc), raw))
         return
-    except msgspec.DecodeError as exc:
-        result.rejects.append(Reject("bad_json", str(exc), raw))
+    except _UNPARSABLE as exc:
+        result.rejects.append(Reject("bad_json", str(exc) or type(exc).__name__, raw))
         return
     _accept(event, raw, checker, result)
 
@@ -167,16 +176,15 @@ def _decode_batch(raw: bytes, checker: _Checker, result: DecodeResult) -> None:
     if len(raw) <= checker.limits.max_event_bytes:
         try:
             events = _batch_decoder.decode(raw)
-        except msgspec.DecodeError:
+        except _UNPARSABLE:
             events = None
-        if events:
-            if all(checker.problem(e) is None for e in events):
-                result.events.extend(events)
-                return
+        if events and all(checker.problem(e) is None for e in events):
+            result.events.extend(events)
+            return
     # Slow path: element by element, each reject keeps its own original bytes.
     try:
         parts = _raw_list_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _UNPARSABLE as exc:
         result.rejects.append(Reject("bad_json", str(exc), raw))
         return
     if not parts:

@@ -1,7 +1,7 @@
 """Event schema v1: the Python types of the wire contract.
 
 The language-neutral contract is ``schemas/agent_event.v1.json`` (JSON Schema 2020-12) at
-the repository root, shipped in the package as ``agentwatch/schemas/agent_event.v1.json``;
+the repository root, shipped in the package as ``agentwatch/schemas/json/agent_event.v1.json``;
 ``tests/unit/test_schema_contract.py`` keeps the two in step field by field.
 
 A Kafka message on ``agentwatch.events.v1`` is one event object or a JSON array of events
@@ -45,10 +45,11 @@ MAX_DESTINATIONS = 64
 MAX_MAP_ENTRIES = 64
 MAX_ATTR_KEY = 128
 MAX_ATTR_STRING = 1024
+MAX_INT = 2**63 - 1  # counters fit a signed 64-bit column
 
 Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID)]
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
-NonNegInt = Annotated[int, Meta(ge=0)]
+NonNegInt = Annotated[int, Meta(ge=0, le=MAX_INT)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 AttrKey = Annotated[str, Meta(min_length=1, max_length=MAX_ATTR_KEY)]
 AttrValue = Annotated[str, Meta(max_length=MAX_ATTR_STRING)] | bool | int | float
