@@ -1,0 +1,4 @@
+from agentwatch.cli.main import app
+
+if __name__ == "__main__":
+    app(prog_name="agentwatch")

@@ -1,0 +1,18 @@
+"""The ``agentwatch`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from agentwatch.cli import init_cmd, schema_cmd, up_cmd, worker_cmd
+
+app = typer.Typer(
+    name="agentwatch",
+    help="Real-time behavioural anomaly detection for AI agents.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("up")(up_cmd.up)
+app.command("init")(init_cmd.init)
+app.command("worker")(worker_cmd.worker)
+app.command("schema")(schema_cmd.schema)
