@@ -98,7 +98,7 @@ class Worker:
     def store(self) -> EventStore:
         if self._store is None:
             client = connect(self.settings.storage_dsn)
-            self._store = EventStore(client, self.settings.storage.database)
+            self._store = EventStore.from_settings(client, self.settings.storage)
         return self._store
 
     # -- application ---------------------------------------------------------------------
