@@ -84,7 +84,9 @@ def main() -> None:
         with Stack(settings, log_dir=Path(tmp) / "logs") as stack:
             stack.start(workers=0)
             producer = KafkaProducer(
-                bootstrap_servers=stack.bootstrap, linger_ms=20, batch_size=1 << 20,
+                bootstrap_servers=stack.bootstrap,
+                linger_ms=20,
+                batch_size=1 << 20,
                 max_request_size=4 << 20,
             )
             t0 = time.perf_counter()
@@ -92,7 +94,10 @@ def main() -> None:
                 producer.send(settings.kafka.topics.events, key=key, value=value)
             producer.flush()
             produce_s = time.perf_counter() - t0
-            print(f"produce: {args.events / produce_s:,.0f} events/s ({len(messages) / produce_s:,.0f} msg/s)")
+            print(
+                f"produce: {args.events / produce_s:,.0f} events/s "
+                f"({len(messages) / produce_s:,.0f} msg/s)"
+            )
             worker = stack.start_worker()
             stack.wait_workers_ready(120)
             first = None

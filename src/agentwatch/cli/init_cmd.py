@@ -15,6 +15,5 @@ def init() -> None:
     created = ensure_topics(bootstrap, settings.kafka)
     console.print(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
     applied = apply_migrations(connect(settings.storage_dsn), settings.storage)
-    console.print(
-        f"storage migrations applied: {', '.join(map(str, applied)) if applied else 'none (up to date)'}"
-    )
+    done = ", ".join(map(str, applied)) if applied else "none (up to date)"
+    console.print(f"storage migrations applied: {done}")

@@ -65,7 +65,10 @@ def render(
         f"{_sum(workers, 'events_stored'):,}",
         f"{_sum(workers, 'agents'):,}",
         Text(f"{dead:,}", style="bold yellow" if dead else ""),
-        Text(f"{_sum(workers, 'anomalies'):,}", style="bold red" if _sum(workers, "anomalies") else ""),
+        Text(
+            f"{_sum(workers, 'anomalies'):,}",
+            style="bold red" if _sum(workers, "anomalies") else "",
+        ),
         f"{len(workers)}",
     )
     reasons: dict[str, int] = {}
@@ -107,7 +110,9 @@ def render(
         table.add_row(
             str(anomaly.get("ts", ""))[11:23],
             anomaly.get("agent_id", ""),
-            Text(f"{anomaly.get('score', 0):.0f} {severity}", style=SEVERITY_STYLE.get(severity, "")),
+            Text(
+                f"{anomaly.get('score', 0):.0f} {severity}", style=SEVERITY_STYLE.get(severity, "")
+            ),
             anomaly.get("detector", ""),
             anomaly.get("explanation", ""),
         )

@@ -81,9 +81,11 @@ def _malformed(rng: random.Random) -> bytes:
     now = datetime.now(UTC).isoformat()
     samples = [
         b'{"schema_version":"1","event_id":"x","ts":"' + now.encode() + b'","agent_id":',
-        b'{"schema_version":"1","event_id":"x","ts":"' + now.encode()
+        b'{"schema_version":"1","event_id":"x","ts":"'
+        + now.encode()
         + b'","agent_id":"misconfigured-agent","type":"tool_invocation"}',
-        b'{"schema_version":"1","ts":"' + now.encode()
+        b'{"schema_version":"1","ts":"'
+        + now.encode()
         + b'","agent_id":"misconfigured-agent","type":"network"}',
         b'{"schema_version":"1","event_id":"x","ts":"yesterday","agent_id":"misconfigured-agent",'
         b'"type":"network"}',
@@ -127,7 +129,9 @@ def up(
             f"storage {redacted_dsn(settings.storage_dsn)}"
         )
         if demo:
-            fleet = DemoFleet(stack.bootstrap, settings.kafka.topics.events, agents, seed, bad_every)
+            fleet = DemoFleet(
+                stack.bootstrap, settings.kafka.topics.events, agents, seed, bad_every
+            )
             fleet.start()
         _live(stack, fleet, header, duration, stopping)
     except StackError as exc:

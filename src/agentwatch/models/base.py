@@ -48,7 +48,9 @@ def register(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
     return wrap
 
 
-def build_detectors(settings: DetectSettings, names: list[str] | None = None) -> list[EventDetector]:
+def build_detectors(
+    settings: DetectSettings, names: list[str] | None = None
+) -> list[EventDetector]:
     """Instantiate the named detectors (all registered ones by default)."""
     from agentwatch.models import catalog  # noqa: F401  (registers the built-in detectors)
 

@@ -97,7 +97,11 @@ class NewDestinationDetector:
                 value=value,
                 typical=f"{len(state.seen)} known destinations",
                 unusual=f"first seen after {state.events - 1} events"
-                + (f"; flagged {state.flagged[(kind, value)]} times" if state.flagged[(kind, value)] > 1 else ""),
+                + (
+                    f"; flagged {state.flagged[(kind, value)]} times"
+                    if state.flagged[(kind, value)] > 1
+                    else ""
+                ),
             )
             for kind, value in new
         ]

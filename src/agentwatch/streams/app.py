@@ -132,7 +132,7 @@ class Worker:
         )
 
         @app.agent(events_topic, name="ingest")
-        async def ingest(stream: faust.Stream[bytes]) -> None:
+        async def ingest(stream: Any) -> None:
             async for batch in stream.take_events(
                 settings.worker.batch_max_messages, within=settings.worker.batch_within_s
             ):
@@ -191,7 +191,9 @@ class Worker:
                 self._count_storage_retry,
             )
             await retry_forever(
-                "publishing anomalies", lambda: self._publish_anomalies(out), self._count_kafka_retry
+                "publishing anomalies",
+                lambda: self._publish_anomalies(out),
+                self._count_kafka_retry,
             )
         stats.messages += len(messages)
         stats.events_valid += len(out.events) + out.duplicates
