@@ -54,15 +54,30 @@ def bad_inputs() -> list[tuple[str, bytes]]:
         ("unsupported_schema_version", dumps(dict(g, event_id="sv-1", schema_version="2"))),
         ("ts_in_future", dumps(future)),
         ("ts_too_old", dumps(old)),
-        ("oversize_event", dumps(dict(g, event_id="big-1", attributes={"note": "x" * 1000}, tool_args={"blob": "y" * 70_000}))),
-        ("oversize_message", dumps([dict(good(i), tool_args={"p": "z" * 30_000}) for i in range(10)])),
+        (
+            "oversize_event",
+            dumps(
+                dict(
+                    g,
+                    event_id="big-1",
+                    attributes={"note": "x" * 1000},
+                    tool_args={"blob": "y" * 70_000},
+                )
+            ),
+        ),
+        (
+            "oversize_message",
+            dumps([dict(good(i), tool_args={"p": "z" * 30_000}) for i in range(10)]),
+        ),
     ]
 
 
 def test_each_bad_input_dead_lettered_with_reason_good_ones_stored(stack: Stack) -> None:
     worker = stack.workers[0]
     before = worker_stats(worker)
-    producer = KafkaProducer(bootstrap_servers=stack.bootstrap, max_request_size=4 * MAX_MESSAGE_BYTES)
+    producer = KafkaProducer(
+        bootstrap_servers=stack.bootstrap, max_request_size=4 * MAX_MESSAGE_BYTES
+    )
     goods: list[dict[str, Any]] = []
     cases = bad_inputs()
     for i, (_, raw) in enumerate(cases):
@@ -73,7 +88,9 @@ def test_each_bad_input_dead_lettered_with_reason_good_ones_stored(stack: Stack)
     # A batch with one bad element among good ones: the good ones are kept.
     mixed_good = [good(500), good(501)]
     bad_element = dict(good(502), type="teleport")
-    producer.send(TOPIC, key=AGENT.encode(), value=dumps([mixed_good[0], bad_element, mixed_good[1]]))
+    producer.send(
+        TOPIC, key=AGENT.encode(), value=dumps([mixed_good[0], bad_element, mixed_good[1]])
+    )
     goods += mixed_good
     # An event whose agent_id differs from the message key.
     producer.send(TOPIC, key=b"someone-else", value=dumps(good(600)))
@@ -110,7 +127,9 @@ def test_each_bad_input_dead_lettered_with_reason_good_ones_stored(stack: Stack)
 
     stack.stop_worker(worker)
     try:
-        ids = chdb_query(stack, f"SELECT event_id FROM agentwatch.events FINAL WHERE agent_id = '{AGENT}'")
+        ids = chdb_query(
+            stack, f"SELECT event_id FROM agentwatch.events FINAL WHERE agent_id = '{AGENT}'"
+        )
         assert sorted(r[0] for r in ids) == sorted(g["event_id"] for g in goods)
         reasons = chdb_query(
             stack,

@@ -70,7 +70,9 @@ def test_sdk_events_stored_exactly_once_and_new_destination_flagged(stack: Stack
     assert stats["events_stored"] - before["events_stored"] == total
     assert stats["duplicates_dropped"] - before["duplicates_dropped"] == 10
 
-    anomalies = [decode_anomaly(r.value) for r in read_topic(stack.bootstrap, "agentwatch.anomalies.v1")]
+    anomalies = [
+        decode_anomaly(r.value) for r in read_topic(stack.bootstrap, "agentwatch.anomalies.v1")
+    ]
     mine = [a for a in anomalies if a.agent_id == single_agent]
     assert [a.event_ids for a in mine] == [[planted.event_id]]
     assert mine[0].detector == "new_destination"

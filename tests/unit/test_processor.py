@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agentwatch.config import DetectSettings
 from agentwatch.models.base import REGISTRY, build_detectors
 from agentwatch.schemas.decode import Limits
@@ -105,9 +107,5 @@ def test_anomaly_id_stable_for_the_same_trigger() -> None:
 def test_registry_has_the_detector_and_rejects_unknown_names() -> None:
     build_detectors(DetectSettings())
     assert "new_destination" in REGISTRY
-    try:
+    with pytest.raises(ValueError, match="nope"):
         build_detectors(DetectSettings(), ["nope"])
-    except ValueError as exc:
-        assert "nope" in str(exc)
-    else:
-        raise AssertionError("unknown detector accepted")
