@@ -13,25 +13,26 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", r"\w+ is deprecated\. Use files\(\) instead")
     from kafka import KafkaConsumer, TopicPartition
 
-import itertools  # noqa: E402 - after the kafka import above
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
+import itertools
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-import pytest  # noqa: E402
+import pytest
 
-from agentwatch.config import KafkaSettings, TopicNames  # noqa: E402
-from agentwatch.embedded.broker import EmbeddedBroker, free_port  # noqa: E402
-from agentwatch.schemas.decode import Limits, decode_message  # noqa: E402
-from agentwatch.schemas.events import Event  # noqa: E402
-from agentwatch.sdk import DEFAULT_TOPIC, Emitter  # noqa: E402
-from agentwatch.streams.topics import ensure_topics  # noqa: E402
+from agentwatch.config import KafkaSettings, TopicNames
+from agentwatch.embedded.broker import EmbeddedBroker, free_port
+from agentwatch.schemas.decode import Limits, decode_message
+from agentwatch.schemas.events import Event
+from agentwatch.sdk import DEFAULT_TOPIC, Emitter
+from agentwatch.streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 PARTITIONS = 4
+SESSION_TYPES = ("session_start", "session_end")
 _topic_numbers = itertools.count(1)
 
 
@@ -107,21 +108,23 @@ def assert_exactly_once(sent: list[Event], received: list[Event]) -> None:
 def test_single_events_arrive_as_objects_on_the_default_topic(broker: EmbeddedBroker) -> None:
     before = len(read_topic(broker.bootstrap, DEFAULT_TOPIC))
     sent: list[Event] = []
+    session_ids: set[str] = set()
     with Emitter(broker.bootstrap, max_batch=1, close_at_exit=False) as emitter:
         assert emitter.topic == DEFAULT_TOPIC
         for n in range(3):
             agent = emitter.agent(f"single-{n}", agent_version="2.0", agent_type="support-bot")
             with agent.session() as session:
-                sent.append(agent.llm_call("gpt-4o", 812, 96, 0.0031) or pytest.fail())
-                sent.append(agent.secret_access("vault:kv/zendesk-token") or pytest.fail())
-                sent.append(agent.network("api.zendesk.com", bytes_out=120) or pytest.fail())
-                sent.append(agent.file_access("/tmp/report.csv") or pytest.fail())
-                sent.append(agent.metric({"cpu_pct": 12.5}) or pytest.fail())
+                built = [
+                    agent.llm_call("gpt-4o", 812, 96, 0.0031),
+                    agent.secret_access("vault:kv/zendesk-token"),
+                    agent.network("api.zendesk.com", bytes_out=120),
+                    agent.file_access("/tmp/report.csv"),
+                    agent.metric({"cpu_pct": 12.5}),
+                ]
                 with agent.track_tool("crm.lookup", {"id": n}) as call:
                     call.destination("url", "https://crm.example.com/c/1")
-            assert call.event is not None
-            sent.append(call.event)
-            assert session.session_id
+            sent += [e for e in [*built, call.event] if e is not None]
+            session_ids.add(session.session_id)
         assert emitter.flush(timeout=15)
         stats = emitter.stats
     total = 3 * 8  # 6 events above + session_start + session_end per agent
@@ -132,7 +135,10 @@ def test_single_events_arrive_as_objects_on_the_default_topic(broker: EmbeddedBr
     assert len(records) == total
     assert all(r.value.startswith(b"{") for r in records)
     received = decoded(records)
-    assert_exactly_once(sent, received)
+    assert len(sent) == 3 * 6
+    assert_exactly_once(sent, [e for e in received if e.type not in SESSION_TYPES])
+    assert {e.session_id for e in received} == session_ids
+    assert len({e.event_id for e in received}) == total
     assert Counter(e.type for e in received) == {
         "session_start": 3,
         "session_end": 3,
