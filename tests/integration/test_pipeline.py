@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaProducer
 
-from agentwatch.embedded.stack import Stack
+from agentwatch.embedded.stack import Stack, WorkerProcess
 from agentwatch.schemas.anomaly import decode_anomaly
 from agentwatch.schemas.events import Destination, Event, encode_event
 from agentwatch.sdk import Emitter
@@ -100,3 +101,45 @@ def test_sdk_events_stored_exactly_once_and_new_destination_flagged(stack: Stack
     assert stored[0][3] == [planted.event_id]
     stack.start_worker()
     stack.wait_workers_ready(60)
+
+
+def test_worker_killed_mid_stream_loses_nothing_and_duplicates_nothing(stack: Stack) -> None:
+    agent = "agent-crash-1"
+    events = [event(agent, i, KNOWN[i % 3], session=f"s{i // 500}") for i in range(20_000)]
+    with Emitter(
+        bootstrap=stack.bootstrap, max_batch=50, linger_ms=20, buffer_size=len(events)
+    ) as emitter:
+        for e in events:
+            emitter.emit(e)
+        assert emitter.flush(timeout=60)
+        assert emitter.stats.sent == len(events)
+    worker = stack.workers[0]
+    before = worker_stats(worker)["events_stored"]
+    wait_for(
+        lambda: worker_stats(worker)["events_stored"] > before,
+        60,
+        "the worker to start storing",
+        interval_s=0.01,
+    )
+    stack.stop_worker(worker, kill=True)  # SIGKILL: no graceful commit
+    restarted = stack.start_worker()
+    stack.wait_workers_ready(60)
+    wait_for(lambda: _idle(restarted), 90, "the restarted worker to catch up")
+    stack.stop_worker(restarted)
+    rows = chdb_query(
+        stack,
+        "SELECT count(), uniqExact(event_id) FROM agentwatch.events FINAL "
+        f"WHERE agent_id = '{agent}'",
+    )
+    assert rows == [[len(events), len(events)]]
+    stack.start_worker()
+    stack.wait_workers_ready(60)
+
+
+def _idle(worker: WorkerProcess, quiet_s: float = 2.0) -> bool:
+    """True when the worker holds partitions, has no lag and consumed nothing for ``quiet_s``."""
+    first = worker_stats(worker)
+    if not first["partitions"] or first["lag"] != 0:
+        return False
+    time.sleep(quiet_s)
+    return bool(worker_stats(worker)["messages"] == first["messages"])

@@ -92,6 +92,7 @@ class Worker:
             settings.worker.dedup_window,
         )
         self._store: EventStore | None = None
+        self.positions: dict[tuple[str, int], int] = {}
         self.app = self._build_app(bootstrap)
 
     @property
@@ -153,7 +154,9 @@ class Worker:
         @app.page("/agentwatch/stats/")
         class StatsView(View):
             async def get(self, request: Request) -> Response:
-                return self.json(worker.stats.as_dict())
+                data = worker.stats.as_dict()
+                data.update(await worker.progress())
+                return self.json(data)
 
         @app.page("/metrics/")
         class MetricsView(View):
@@ -162,6 +165,29 @@ class Worker:
 
         self.ingest_agent = ingest
         return app
+
+    async def progress(self) -> dict[str, Any]:
+        """Assigned partitions and consumer lag, counted from what this worker processed.
+
+        The end offsets come from the broker (ListOffsets); on the embedded broker they can
+        trail the true end by up to one batch, so lag there may be under-reported.
+        """
+        consumer = self.app.consumer
+        events_topic = self.settings.kafka.topics.events
+        assigned = [tp for tp in consumer.assignment() if tp.topic == events_topic]
+        lag = 0
+        if assigned:
+            try:
+                ends = await consumer.highwaters(*assigned)
+            except Exception:  # noqa: BLE001 - stats must answer while Kafka is away
+                return {"partitions": len(assigned), "lag": None}
+            committed = getattr(consumer, "_committed_offset", {})
+            for tp in assigned:
+                done = self.positions.get((tp.topic, tp.partition))
+                if done is None:
+                    done = committed.get(tp) or 0
+                lag += max(0, int(ends.get(tp, 0) or 0) - done)
+        return {"partitions": len(assigned), "lag": lag}
 
     # -- one batch -----------------------------------------------------------------------
 
@@ -195,6 +221,9 @@ class Worker:
                 lambda: self._publish_anomalies(out),
                 self._count_kafka_retry,
             )
+        for message in messages:
+            position = (message.topic, message.partition)
+            self.positions[position] = max(self.positions.get(position, 0), message.offset + 1)
         stats.messages += len(messages)
         stats.events_valid += len(out.events) + out.duplicates
         stats.events_stored += len(out.events)
