@@ -74,13 +74,35 @@ class WorkerSettings(_Section):
 
 
 class DetectSettings(_Section):
-    new_destination_warmup_events: int = Field(
-        default=20,
-        ge=0,
-        description="events an agent must have sent before a first-seen destination is flagged",
+    detectors: list[str] | None = Field(
+        default=None, description="detector names to run (default: every registered one)"
     )
-    new_destination_score: float = Field(default=70.0, ge=0, le=100)
-    max_destinations_per_agent: int = Field(default=4096, ge=16)
+    warmup_events: int = Field(
+        default=100,
+        ge=0,
+        description="events of an agent before it is scored on its own baseline "
+        "(before: against its peer group)",
+    )
+    flag_score: float = Field(default=50.0, ge=0, le=100, description="anomaly at or above")
+    learn_below_score: float = Field(
+        default=25.0,
+        ge=0,
+        le=100,
+        description="events and windows scoring at or above this (p <= 0.1) are not learned "
+        "until an analyst accepts them",
+    )
+    novelty_capacity: int = Field(
+        default=4096, ge=16, description="first-seen keys kept per agent and family (LRU)"
+    )
+    novelty_forget_after_s: float = Field(
+        default=30 * 24 * 3600, gt=0, description="a key unused this long is new again"
+    )
+    novelty_half_life: float = Field(
+        default=2000.0, gt=0, description="observations over which the discovery rate decays"
+    )
+    rules_file: Path | None = Field(default=None, description="flow rules YAML (default: built in)")
+    window_s: float = Field(default=60.0, gt=0, description="tumbling window length")
+    lateness_s: float = Field(default=10.0, ge=0, description="allowed lateness of events")
 
 
 class Settings(BaseSettings):

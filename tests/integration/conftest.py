@@ -16,7 +16,7 @@ from agentwatch.config import (
 )
 from agentwatch.embedded.stack import Stack
 
-WARMUP = 5
+WARMUP = 20
 MAX_MESSAGE_BYTES = 256 * 1024
 
 
@@ -26,7 +26,7 @@ def pipeline_settings(data_dir: Path) -> Settings:
         kafka=KafkaSettings(partitions=4, session_timeout_ms=6000, heartbeat_interval_ms=2000),
         limits=LimitSettings(max_message_bytes=MAX_MESSAGE_BYTES),
         worker=WorkerSettings(batch_within_s=0.05),
-        detect=DetectSettings(new_destination_warmup_events=WARMUP),
+        detect=DetectSettings(warmup_events=WARMUP),
     )
 
 

@@ -13,7 +13,6 @@ from agentwatch.embedded.stack import Stack, WorkerProcess
 from agentwatch.schemas.anomaly import decode_anomaly
 from agentwatch.schemas.events import Destination, Event, encode_event
 from agentwatch.sdk import Emitter
-from tests.integration.conftest import WARMUP
 from tests.integration.pipeline_support import chdb_query, read_topic, wait_for, worker_stats
 
 pytestmark = pytest.mark.integration
@@ -40,7 +39,8 @@ def test_sdk_events_stored_exactly_once_and_new_destination_flagged(stack: Stack
     worker = stack.workers[0]
     before = worker_stats(worker)
     single_agent, batch_agent = "agent-single-1", "agent-batch-1"
-    singles = [event(single_agent, i, KNOWN[i % 3]) for i in range(WARMUP * 3)]
+    # A stable baseline: 600 uses of three destinations make a new one rare (p < 0.01).
+    singles = [event(single_agent, i, KNOWN[i % 3]) for i in range(600)]
     batched = [event(batch_agent, i, KNOWN[i % 3]) for i in range(250)]
     planted = event(single_agent, 1000, "drop.attacker-owned.example")
 

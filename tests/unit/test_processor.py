@@ -8,6 +8,7 @@ import pytest
 
 from agentwatch.config import DetectSettings
 from agentwatch.models.base import REGISTRY, build_detectors
+from agentwatch.models.engine import DetectionEngine
 from agentwatch.schemas.decode import Limits
 from agentwatch.schemas.events import Destination, Event, encode_event, encode_events
 from agentwatch.streams.processor import BatchProcessor, InMessage, RecentIds
@@ -26,9 +27,8 @@ def ev(i: int, agent: str = "a", host: str | None = None) -> Event:
     )
 
 
-def processor(warmup: int = 3, dedup: int = 100) -> BatchProcessor:
-    detectors = build_detectors(DetectSettings(new_destination_warmup_events=warmup))
-    return BatchProcessor(Limits(max_age_s=86400), detectors, dedup)
+def processor(dedup: int = 100) -> BatchProcessor:
+    return BatchProcessor(Limits(max_age_s=86400), DetectionEngine(DetectSettings()), dedup)
 
 
 def msg(value: bytes | None, key: str = "a", offset: int = 0) -> InMessage:
@@ -70,38 +70,6 @@ def test_recent_ids_bounded() -> None:
     assert not recent.seen_before("x")
     assert not RecentIds(0).seen_before("x")
     assert not RecentIds(0).seen_before("x")
-
-
-def test_new_destination_after_warmup_only_and_per_agent() -> None:
-    p = processor(warmup=3)
-    warm = [ev(i, host=f"h{i}.example.com") for i in range(3)]  # learned during warm-up
-    out = p.process([msg(encode_events(warm))], NOW)
-    assert out.anomalies == []
-    known = p.process([msg(encode_event(ev(10, host="H1.example.com.")))], NOW)
-    assert known.anomalies == []  # canonical host: same place
-    new = p.process([msg(encode_event(ev(11, host="exfil.example.net")))], NOW)
-    assert [a.event_ids for a in new.anomalies] == [["a-11"]]
-    assert new.anomalies[0].detector == "new_destination"
-    # another agent has its own baseline and warm-up
-    other = p.process([msg(encode_event(ev(1, agent="b", host="exfil.example.net")), "b")], NOW)
-    assert other.anomalies == []
-
-
-def test_flagged_destination_is_not_learned() -> None:
-    p = processor(warmup=1)
-    p.process([msg(encode_event(ev(0, host="ok.example.com")))], NOW)
-    flagged = [
-        p.process([msg(encode_event(ev(i, host="evil.example.net")))], NOW).anomalies
-        for i in range(1, 6)
-    ]
-    assert all(len(a) == 1 for a in flagged)
-    assert "flagged 5 times" in flagged[-1][0].contributions[0].unusual
-
-
-def test_anomaly_id_stable_for_the_same_trigger() -> None:
-    a = processor(warmup=0).process([msg(encode_event(ev(1, host="x.example")))], NOW)
-    b = processor(warmup=0).process([msg(encode_event(ev(1, host="x.example")))], NOW)
-    assert a.anomalies[0].anomaly_id == b.anomalies[0].anomaly_id
 
 
 def test_registry_has_the_detector_and_rejects_unknown_names() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agentwatch.cli import init_cmd, schema_cmd, up_cmd, worker_cmd
+from agentwatch.cli import init_cmd, replay_cmd, schema_cmd, up_cmd, worker_cmd
 
 app = typer.Typer(
     name="agentwatch",
@@ -16,3 +16,4 @@ app.command("up")(up_cmd.up)
 app.command("init")(init_cmd.init)
 app.command("worker")(worker_cmd.worker)
 app.command("schema")(schema_cmd.schema)
+app.command("replay")(replay_cmd.replay)

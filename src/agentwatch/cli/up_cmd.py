@@ -95,7 +95,7 @@ def _malformed(rng: random.Random) -> bytes:
 
 def up(
     demo: bool = typer.Option(False, "--demo", help="also run a simulated fleet of agents"),
-    agents: int = typer.Option(24, help="agents in the simulated fleet"),
+    agents: int = typer.Option(100, help="agents in the simulated fleet"),
     seed: int = typer.Option(7, help="seed of the simulated fleet"),
     workers: int = typer.Option(1, min=1, help="worker processes (chDB storage allows one)"),
     duration: float = typer.Option(0, help="stop after this many seconds (0: run until Ctrl-C)"),

@@ -1,43 +1,96 @@
-"""The detector interface and the detector registry.
+"""Detector interfaces and the detector registry.
 
-A detector sees each valid event of the agents of its partition in event-time order and
-returns the anomalies that event raises. It scores *before* it learns, and never learns
-from what it flagged (a flagged destination stays new until an analyst marks it benign),
-so an attacker cannot make itself normal by repetition.
+Two kinds of detector, both in river's shape (score first, then learn):
+
+* :class:`EventDetector` sees every event of an agent in event-time order (novelty, flow
+  rules, metric samples) and answers within the batch;
+* :class:`WindowDetector` sees the per-agent feature vector of each closed tumbling window
+  or session (rates, volumes, peer-group novelty, drift).
+
+A detector returns a :class:`Finding` — a tail probability plus the readable reasons — or
+``None``. The engine turns findings into calibrated scores and anomalies, and tells the
+detectors to learn only from what was not flagged (river's ``protect_anomaly_detector``),
+so repetition cannot make an attack normal. Detector state is per agent (or per peer
+group), serialisable with :meth:`state_of`/:meth:`load_state` for snapshots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from agentwatch.config import DetectSettings
-from agentwatch.schemas.anomaly import Anomaly
+from agentwatch.features.context import EventContext
+from agentwatch.features.windows import WindowFeatures
+from agentwatch.schemas.anomaly import Contribution
 from agentwatch.schemas.events import Event
 
 
-class EventDetector(Protocol):
-    """Event-level detector: per-agent state in memory, pure computation."""
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What one detector found about one event or window."""
 
+    detector: str
+    p: float
+    explanation: str
+    contributions: tuple[Contribution, ...] = ()
+    event_ids: tuple[str, ...] = ()
+    # Baseline items an analyst can accept as benign (e.g. "destination/host/x.example").
+    keys: tuple[str, ...] = ()
+    # A fixed minimum score regardless of p (rules written by people carry their own).
+    min_score: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class EventDetector(Protocol):
     name: str
 
-    def process(self, event: Event, *, detected_at: datetime) -> list[Anomaly]:
-        """Score ``event`` against the agent's baseline, then learn from it."""
+    def score(self, event: Event, ctx: EventContext) -> Finding | None:
+        """How unusual ``event`` is for its agent (no state change)."""
         ...
 
-    def agent_count(self) -> int:
-        """Agents with state in this detector."""
+    def learn(self, event: Event, ctx: EventContext) -> None:
+        """Fold ``event`` into the agent's baseline."""
         ...
 
+    def accept(self, agent_id: str, keys: Iterable[str]) -> None:
+        """Analyst feedback: these flagged items are benign for this agent."""
+        ...
 
-DetectorFactory = Callable[[DetectSettings], EventDetector]
+    def state_of(self, agent_id: str) -> Any:
+        """The agent's state as plain data (msgpack-able), or None."""
+        ...
+
+    def load_state(self, agent_id: str, state: Any) -> None: ...
+
+    def agents(self) -> int: ...
+
+
+@runtime_checkable
+class WindowDetector(Protocol):
+    name: str
+
+    def score(self, window: WindowFeatures) -> Finding | None: ...
+
+    def learn(self, window: WindowFeatures) -> None: ...
+
+    def state_of(self, agent_id: str) -> Any: ...
+
+    def load_state(self, agent_id: str, state: Any) -> None: ...
+
+    def agents(self) -> int: ...
+
+
+Detector = EventDetector | WindowDetector
+DetectorFactory = Callable[[DetectSettings], Detector]
 
 REGISTRY: dict[str, DetectorFactory] = {}
 
 
 def register(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
-    """Class decorator adding a detector factory to :data:`REGISTRY` under ``name``."""
+    """Decorator adding a detector factory to :data:`REGISTRY` under ``name``."""
 
     def wrap(factory: DetectorFactory) -> DetectorFactory:
         if name in REGISTRY:
@@ -48,13 +101,11 @@ def register(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
     return wrap
 
 
-def build_detectors(
-    settings: DetectSettings, names: list[str] | None = None
-) -> list[EventDetector]:
-    """Instantiate the named detectors (all registered ones by default)."""
+def build_detectors(settings: DetectSettings, names: list[str] | None = None) -> list[Detector]:
+    """Instantiate the named detectors (the enabled ones from settings by default)."""
     from agentwatch.models import catalog  # noqa: F401  (registers the built-in detectors)
 
-    chosen = names if names is not None else sorted(REGISTRY)
+    chosen = names if names is not None else list(settings.detectors or sorted(REGISTRY))
     unknown = [n for n in chosen if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown detector(s) {unknown}; known: {sorted(REGISTRY)}")

@@ -19,7 +19,7 @@ import faust
 from faust.web import Request, Response, View
 
 from agentwatch.config import Settings
-from agentwatch.models.base import build_detectors
+from agentwatch.models.engine import DetectionEngine
 from agentwatch.schemas.anomaly import encode_anomaly
 from agentwatch.schemas.decode import Limits
 from agentwatch.storage.client import connect
@@ -88,7 +88,7 @@ class Worker:
                 max_future_s=limits.max_future_s,
                 max_age_s=limits.max_age_s,
             ),
-            build_detectors(settings.detect),
+            DetectionEngine(settings.detect),
             settings.worker.dedup_window,
         )
         self._store: EventStore | None = None
@@ -232,7 +232,7 @@ class Worker:
             stats.dead_letters[dead.reject.reason] += 1
         stats.record_anomalies(out.anomalies)
         stats.batches += 1
-        stats.agents = max((d.agent_count() for d in self.processor.detectors), default=0)
+        stats.agents = len(self.processor.engine.agent_ids())
         stats.last_batch_ms = (time.perf_counter() - started) * 1000
         return out
 

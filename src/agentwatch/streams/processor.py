@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentwatch.models.base import EventDetector
+from agentwatch.models.engine import DetectionEngine, Notice
 from agentwatch.schemas.anomaly import Anomaly
 from agentwatch.schemas.decode import Limits, Reject, decode_message
 from agentwatch.schemas.events import Event
@@ -40,6 +40,7 @@ class BatchOutput:
     events: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -64,11 +65,9 @@ class RecentIds:
 
 
 class BatchProcessor:
-    def __init__(
-        self, limits: Limits, detectors: Sequence[EventDetector], dedup_window: int
-    ) -> None:
+    def __init__(self, limits: Limits, engine: DetectionEngine, dedup_window: int) -> None:
         self.limits = limits
-        self.detectors = list(detectors)
+        self.engine = engine
         self.recent = RecentIds(dedup_window)
 
     def process(self, messages: Sequence[InMessage], now: datetime) -> BatchOutput:
@@ -86,6 +85,12 @@ class BatchProcessor:
                     out.duplicates += 1
                     continue
                 out.events.append(event)
-                for detector in self.detectors:
-                    out.anomalies.extend(detector.process(event, detected_at=now))
+                result = self.engine.process(event)
+                out.anomalies.extend(result.anomalies)
+                out.notices.extend(result.notices)
         return out
+
+    def advance(self, watermark: datetime) -> BatchOutput:
+        """Close windows up to ``watermark`` when no event moved event time forward."""
+        result = self.engine.advance(watermark)
+        return BatchOutput(anomalies=result.anomalies, notices=result.notices)

@@ -1,0 +1,1 @@
+"""Evaluation of detection against labels (pure metrics, readers of labels and scores)."""

@@ -1,0 +1,129 @@
+"""The shared shape of the novelty detectors (new destination, new tool, new transition).
+
+Each keeps a :class:`~agentwatch.features.novelty.NoveltyMemory` per agent and one per peer
+group. An event whose keys are new for its agent is scored with the agent's own discovery
+rate ``p_new`` (the chance that one observation is new); ``k`` new keys at once score as
+``p_new ** k``. While an agent is warming up (fewer than ``warmup_events`` events) it is
+scored against its peer group instead: keys its peers use are not news, keys new to the
+whole group are scored with the group's rate. Keys are learned only when the engine says
+so (never from flagged events) or when an analyst accepts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from agentwatch.config import DetectSettings
+from agentwatch.features.context import EventContext
+from agentwatch.features.novelty import NoveltyMemory
+from agentwatch.models.base import Finding
+from agentwatch.schemas.anomaly import Contribution
+from agentwatch.schemas.events import Event
+
+MAX_JOINT = 3  # at most this many new keys multiply into one event's probability
+
+
+class NoveltyDetector:
+    """Base class: subclasses set ``name``, ``family``, ``noun`` and :meth:`keys`."""
+
+    name = "novelty"
+    family = "key"
+    noun = ("key", "keys")
+
+    def __init__(self, settings: DetectSettings) -> None:
+        self.warmup = settings.warmup_events
+        self.agents_memory = NoveltyMemory(
+            settings.novelty_capacity, settings.novelty_forget_after_s, settings.novelty_half_life
+        )
+        self.groups_memory = NoveltyMemory(
+            settings.novelty_capacity * 4,
+            settings.novelty_forget_after_s,
+            settings.novelty_half_life * 4,
+        )
+
+    # -- what a subclass defines ----------------------------------------------------------
+
+    def keys(self, event: Event, ctx: EventContext) -> list[str]:
+        raise NotImplementedError
+
+    def label(self, key: str) -> str:
+        """How a key reads in an explanation."""
+        return key
+
+    def verb(self) -> str:
+        return "used"
+
+    # -- detector protocol ----------------------------------------------------------------
+
+    def agents(self) -> int:
+        return len(self.agents_memory)
+
+    def score(self, event: Event, ctx: EventContext) -> Finding | None:
+        keys = self.keys(event, ctx)
+        if not keys:
+            return None
+        now = event.ts.timestamp()
+        new = self.agents_memory.unseen(ctx.agent_id, keys, now)
+        if not new:
+            return None
+        warming = ctx.agent_events < self.warmup
+        if warming:
+            new = self.groups_memory.unseen(ctx.peer_group, new, now)
+            if not new:
+                return None
+            p_one = self.groups_memory.p_new(ctx.peer_group)
+            known = self.groups_memory.known(ctx.peer_group)
+            whose = f"peer group {ctx.peer_group!r} (agent warming up)"
+        else:
+            p_one = self.agents_memory.p_new(ctx.agent_id)
+            known = self.agents_memory.known(ctx.agent_id)
+            whose = "this agent"
+        p = p_one ** min(len(new), MAX_JOINT)
+        listed = ", ".join(self.label(k) for k in new[:5]) + (
+            f" and {len(new) - 5} more" if len(new) > 5 else ""
+        )
+        noun = self.noun[0] if len(new) == 1 else self.noun[1]
+        explanation = (
+            f"{self.verb()} {len(new)} new {noun} ({listed}); typical 0 new — "
+            f"{known} known to {whose}, {p_one:.2%} of uses are new"
+        )
+        contributions = tuple(
+            Contribution(
+                feature=f"{self.family}",
+                value=self.label(k),
+                typical=f"{known} known {self.noun[1]}",
+                unusual=f"first use; p(new)={p_one:.2g}",
+            )
+            for k in new[:10]
+        )
+        return Finding(
+            detector=self.name,
+            p=p,
+            explanation=explanation,
+            contributions=contributions,
+            event_ids=(event.event_id,),
+            keys=tuple(f"{self.family}/{k}" for k in new),
+        )
+
+    def learn(self, event: Event, ctx: EventContext) -> None:
+        keys = self.keys(event, ctx)
+        if keys:
+            now = event.ts.timestamp()
+            self.agents_memory.learn(ctx.agent_id, keys, now)
+            self.groups_memory.learn(ctx.peer_group, keys, now)
+
+    def accept(self, agent_id: str, keys: Iterable[str]) -> None:
+        prefix = f"{self.family}/"
+        mine = [k[len(prefix) :] for k in keys if k.startswith(prefix)]
+        if mine:
+            import time
+
+            self.agents_memory.learn(agent_id, mine, time.time(), count=False)
+
+    def state_of(self, agent_id: str) -> Any:
+        return self.agents_memory.state_of(agent_id)
+
+    def load_state(self, agent_id: str, state: Any) -> None:
+        if state:
+            self.agents_memory.load_state(agent_id, state)
