@@ -100,6 +100,12 @@ class DetectSettings(_Section):
     novelty_half_life: float = Field(
         default=2000.0, gt=0, description="observations over which the discovery rate decays"
     )
+    peer_consensus_agents: int = Field(
+        default=3,
+        ge=0,
+        description="distinct agents of a peer group whose use makes a key normal for the "
+        "group (0: never)",
+    )
     rules_file: Path | None = Field(default=None, description="flow rules YAML (default: built in)")
     window_s: float = Field(default=60.0, gt=0, description="tumbling window length")
     lateness_s: float = Field(default=10.0, ge=0, description="allowed lateness of events")

@@ -214,3 +214,16 @@ def test_several_new_destinations_at_once_are_rarer(n: int) -> None:
     out = e.process(event)
     assert out.score >= 50
     assert f"{n} new destination" in out.anomalies[0].explanation
+
+
+def test_peer_consensus_makes_a_group_wide_tool_normal_but_one_agent_cannot() -> None:
+    e = engine(warmup_events=1000, peer_consensus_agents=3)
+    for agent in ("c1", "c2", "c3", "c4"):
+        baseline(e, agent, n=300)
+    # one agent repeating a new tool keeps being flagged
+    solo = [e.process(ev("c1", seconds=5000 + i, tool="rm_rf")).score for i in range(20)]
+    assert min(solo) >= 50
+    # three agents of the group use a new tool: it becomes normal for the group
+    for i, agent in enumerate(("c2", "c3", "c4")):
+        e.process(ev(agent, seconds=6000 + i, tool="summarize"))
+    assert e.process(ev("newcomer", seconds=7000, tool="summarize")).score == 0.0

@@ -45,26 +45,26 @@ class DemoFleet(threading.Thread):
         self.bad_every = bad_every
         self.rng = random.Random(seed)
         self.bad_messages = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         from kafka import KafkaProducer
 
         raw = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=50)
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 for event in self.fleet.events_until(datetime.now(UTC)):
                     self.emitter.emit(event)
                     if self.bad_every and self.rng.randrange(self.bad_every) == 0:
                         raw.send(self.topic, key=b"misconfigured-agent", value=_malformed(self.rng))
                         self.bad_messages += 1
-                self._stop.wait(0.1)
+                self._halt.wait(0.1)
         finally:
             raw.close(timeout=5)
             self.emitter.close(timeout=10)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def snapshot(self) -> dict[str, Any]:
         stats = self.emitter.stats

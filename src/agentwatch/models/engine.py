@@ -118,6 +118,11 @@ class DetectionEngine:
         if score < self.settings.learn_below_score:
             for detector in self.event_detectors:
                 detector.learn(event, ctx)
+        else:
+            for detector in self.event_detectors:
+                witness = getattr(detector, "witness", None)
+                if witness is not None:
+                    witness(event, ctx)
         closed = self.aggregator.add(event, ctx)
         if self.watermark is None or event.ts > self.watermark:
             self.watermark = event.ts

@@ -11,6 +11,7 @@ so (never from flagged events) or when an analyst accepts them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from agentwatch.schemas.anomaly import Contribution
 from agentwatch.schemas.events import Event
 
 MAX_JOINT = 3  # at most this many new keys multiply into one event's probability
+MAX_CANDIDATES = 100_000  # group keys waiting for peer consensus (LRU)
 
 
 class NoveltyDetector:
@@ -41,6 +43,8 @@ class NoveltyDetector:
             settings.novelty_forget_after_s,
             settings.novelty_half_life * 4,
         )
+        self.consensus = settings.peer_consensus_agents
+        self._candidates: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
 
     # -- what a subclass defines ----------------------------------------------------------
 
@@ -80,6 +84,10 @@ class NoveltyDetector:
             known = self.agents_memory.known(ctx.agent_id)
             whose = "this agent"
         p = p_one ** min(len(new), MAX_JOINT)
+        peers_use = not warming and not self.groups_memory.unseen(ctx.peer_group, new, now)
+        if peers_use:
+            p = p**0.5
+            whose += " (its peer group uses them)"
         listed = ", ".join(self.label(k) for k in new[:5]) + (
             f" and {len(new) - 5} more" if len(new) > 5 else ""
         )
@@ -112,6 +120,23 @@ class NoveltyDetector:
             now = event.ts.timestamp()
             self.agents_memory.learn(ctx.agent_id, keys, now)
             self.groups_memory.learn(ctx.peer_group, keys, now)
+
+    def witness(self, event: Event, ctx: EventContext) -> None:
+        """A flagged event: not learned, but counted towards peer consensus."""
+        keys = self.keys(event, ctx)
+        if not keys or self.consensus <= 0:
+            return
+        now = event.ts.timestamp()
+        for key in self.groups_memory.unseen(ctx.peer_group, keys, now):
+            slot = (ctx.peer_group, key)
+            agents = self._candidates.setdefault(slot, set())
+            agents.add(ctx.agent_id)
+            self._candidates.move_to_end(slot)
+            if len(agents) >= self.consensus:
+                self.groups_memory.learn(ctx.peer_group, [key], now)
+                del self._candidates[slot]
+        while len(self._candidates) > MAX_CANDIDATES:
+            self._candidates.popitem(last=False)
 
     def accept(self, agent_id: str, keys: Iterable[str]) -> None:
         prefix = f"{self.family}/"
