@@ -379,3 +379,22 @@ def test_compose_builds_the_dockerfile(services: dict[str, dict[str, Any]]) -> N
             service["build"] if isinstance(service["build"], str) else service["build"]["context"]
         )
         assert (ROOT / context / "Dockerfile").is_file()
+
+
+def test_alerts_dispatcher_service(services: dict[str, dict[str, Any]]) -> None:
+    alerts = services["alerts"]
+    command = alerts["command"]
+    assert command[:2] == ["alerts", "run"]
+    config = command[command.index("--config") + 1]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in alerts["volumes"]}
+    assert (ROOT / mounts[config]).is_file()  # the routing config is mounted
+    assert alerts["image"] == services["worker"]["image"]
+    deps = _depends(alerts)
+    assert deps["init"] == "service_completed_successfully"
+    env = env_of(alerts)
+    assert env["AGENTWATCH_KAFKA__BOOTSTRAP"] == "kafka:9092"
+    assert env["AGENTWATCH_STORAGE__DSN"].startswith("http://")  # tables beside the others
+    assert "/healthz" in " ".join(alerts["healthcheck"]["test"])
+    for key, value in alerts["environment"].items():
+        if key.isupper() and not key.startswith("AGENTWATCH_"):
+            assert str(value).startswith("${"), f"alerts.{key} is hard-coded"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agentwatch.cli import init_cmd, replay_cmd, schema_cmd, up_cmd, worker_cmd
+from agentwatch.cli import alerts_cmd, init_cmd, replay_cmd, schema_cmd, up_cmd, worker_cmd
 
 app = typer.Typer(
     name="agentwatch",
@@ -17,3 +17,4 @@ app.command("init")(init_cmd.init)
 app.command("worker")(worker_cmd.worker)
 app.command("schema")(schema_cmd.schema)
 app.command("replay")(replay_cmd.replay)
+app.add_typer(alerts_cmd.app, name="alerts")
