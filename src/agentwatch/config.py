@@ -24,6 +24,7 @@ class TopicNames(_Section):
     events: str = "agentwatch.events.v1"
     dlq: str = "agentwatch.events.dlq.v1"
     anomalies: str = "agentwatch.anomalies.v1"
+    feedback: str = "agentwatch.feedback.v1"
 
 
 class KafkaSettings(_Section):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -75,3 +78,40 @@ def chdb_query(stack: Stack, sql: str) -> list[list[Any]]:
     assert out.returncode == 0, out.stderr[-3000:]
     rows: list[list[Any]] = json.loads(out.stdout.strip().splitlines()[-1])
     return rows
+
+
+def worker_idle(worker: WorkerProcess, quiet_s: float = 2.0) -> bool:
+    """True when the worker holds partitions, has no lag and consumed nothing for ``quiet_s``."""
+    first = worker_stats(worker)
+    if not first["partitions"] or first["lag"] != 0:
+        return False
+    time.sleep(quiet_s)
+    return bool(worker_stats(worker)["messages"] == first["messages"])
+
+
+def worker_api(worker: WorkerProcess, path: str, timeout_s: float = 5.0) -> Any:
+    """GET ``path`` of the worker's HTTP API as JSON (``None`` for 404)."""
+    url = f"http://127.0.0.1:{worker.web_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``agentwatch <args>`` in a subprocess, with only the given AGENTWATCH_* variables."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "agentwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=full_env,
+        check=False,
+    )

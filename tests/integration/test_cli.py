@@ -105,7 +105,7 @@ def test_up_demo_runs_the_whole_pipeline_and_stops_cleanly(tmp_path: Path) -> No
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "events/s" in out.stderr
-    summary = [line for line in out.stderr.splitlines() if line.startswith("stopped.")]
+    summary = [line for line in out.stderr.splitlines() if line.lstrip("╯ ").startswith("stopped.")]
     assert summary, out.stderr[-3000:]
     match = re.search(r"events stored ([\d,]+)", summary[-1])
     assert match, summary

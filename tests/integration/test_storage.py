@@ -123,7 +123,10 @@ def raw_table(client: Client, table: str) -> bytes:
 
 def test_migrations_are_idempotent_and_recorded(client: Client) -> None:
     s = StorageSettings(database=f"m_{uuid.uuid4().hex[:12]}")
-    assert apply_migrations(client, s) == [1]
+    shipped = [m.version for m in load_migrations()]
+    assert shipped[0] == 1
+    assert shipped == sorted(set(shipped))
+    assert apply_migrations(client, s) == shipped
     assert apply_migrations(client, s) == []
     tables = set(client.query(f"SHOW TABLES FROM {s.database}").result_columns[0])
     assert {
@@ -137,21 +140,24 @@ def test_migrations_are_idempotent_and_recorded(client: Client) -> None:
     rows = client.query(
         f"SELECT version, name, checksum FROM {s.database}.schema_migrations FINAL"
     ).result_rows
-    sql = load_migrations()[0].sql
-    assert rows == [(1, "init", hashlib.sha256(sql.encode()).hexdigest())]
+    assert sorted(rows) == [
+        (m.version, m.name, hashlib.sha256(m.sql.encode()).hexdigest()) for m in load_migrations()
+    ]
 
 
 def test_new_migration_applied_and_changed_one_refused(client: Client, tmp_path: Path) -> None:
     s = StorageSettings(database=f"m_{uuid.uuid4().hex[:12]}")
     migrations = tmp_path / "migrations"
     shutil.copytree(Path(migrate.__file__).parent / "migrations", migrations)
-    assert apply_migrations(client, s, migrations_dir=migrations) == [1]
+    shipped = [m.version for m in load_migrations()]
+    assert apply_migrations(client, s, migrations_dir=migrations) == shipped
 
-    (migrations / "0002_extra.sql").write_text(
+    later = max(shipped) + 1
+    (migrations / f"{later:04d}_extra.sql").write_text(
         "-- a later migration; {database} is rendered\n"
         "ALTER TABLE {database}.events ADD COLUMN IF NOT EXISTS note String DEFAULT '';\n"
     )
-    assert apply_migrations(client, s, migrations_dir=migrations) == [2]
+    assert apply_migrations(client, s, migrations_dir=migrations) == [later]
     assert apply_migrations(client, s, migrations_dir=migrations) == []
 
     init = migrations / "0001_init.sql"

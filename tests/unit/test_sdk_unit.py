@@ -221,12 +221,16 @@ def test_unreachable_broker_buffers_then_drops_and_counts() -> None:
     emitter = Emitter(UNREACHABLE, buffer_size=500, request_timeout_ms=1000, close_at_exit=False)
     agent = emitter.agent("agent-1")
     assert time.perf_counter() - started < 0.5  # no network in the constructor
-    slowest = 0.0
+    took: list[float] = []
     for i in range(2000):
         call_started = time.perf_counter()
         agent.tool_call("search", {"i": i}, destinations=["api.example.com"])
-        slowest = max(slowest, time.perf_counter() - call_started)
-    assert slowest < 0.1, f"an emit took {slowest:.3f}s"
+        took.append(time.perf_counter() - call_started)
+    took.sort()
+    # Blocking on the broker would cost request_timeout_ms (1 s) per call; a scheduler or
+    # GC pause on a loaded machine is allowed for a few calls.
+    assert took[int(len(took) * 0.99)] < 0.02, f"p99 emit took {took[int(len(took) * 0.99)]:.3f}s"
+    assert took[-1] < 0.5, f"an emit took {took[-1]:.3f}s"
     stats = emitter.stats
     assert stats.enqueued == 500
     assert stats.dropped_full == 1500

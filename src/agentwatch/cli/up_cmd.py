@@ -148,6 +148,8 @@ def up(
             final = [s for w in stack.workers if (s := w.stats()) is not None]
             stack.stop()
         if final:
+            if not console.is_terminal:
+                console.line()  # the last frame of the live view ends without a newline
             console.print(
                 f"stopped. events stored {sum(s['events_stored'] for s in final):,}, "
                 f"dead letters {sum(s['dead_letters'] for s in final):,}, "

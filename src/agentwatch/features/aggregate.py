@@ -32,7 +32,7 @@ Always present, in every window and session (zero when nothing happened):
 ``actions``                events that act and can fail: tool, LLM, network, secret and file
                            access (the denominator of the two rates below)
 ``tool_calls``             ``tool_call`` events
-``distinct_tools``         distinct tools called
+``distinct_tools``         distinct tools called (calls past ``max_tools`` count as one tool)
 ``error_rate``             actions with ``status = "error"`` / ``actions`` (0 when no actions)
 ``denied_rate``            actions with ``status = "denied"`` / ``actions`` (0 when no actions)
 ``distinct_destinations``  distinct canonical destinations (``EventContext.destinations``)
@@ -555,8 +555,10 @@ class WindowAggregator:
         """Stop visiting an agent that has nothing open and whose silence is over."""
         if agent.open or agent.sessions:
             return
-        if agent.last_active is None or upto is None or (
-            agent.last_active + self.silence_windows + 1 <= upto
+        if (
+            agent.last_active is None
+            or upto is None
+            or (agent.last_active + self.silence_windows + 1 <= upto)
         ):
             agent.live = False
             self._live.pop(agent_id, None)

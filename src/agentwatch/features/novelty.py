@@ -1,9 +1,10 @@
 """First-seen memory with a decayed discovery rate, per owner (an agent or a peer group).
 
 Pure code. For each owner it keeps a bounded map of keys to the time they were last
-used (least recently used evicted past ``capacity``; a key unused for ``forget_after_s``
-counts as new again) and two exponentially decayed counters: observations ``n`` and
-discoveries ``d`` (observations that were new). ``p_new = (d + 1) / (n + 2)`` is the
+used (past ``capacity`` the least recently used tenth is evicted; a key unused for
+``forget_after_s`` counts as new again) and two exponentially decayed counters:
+observations ``n`` and discoveries ``d`` (observations that were new).
+``p_new = (d + 1) / (n + 2)`` is the
 owner's current chance that an observation is new — small for a stable agent, large for
 one that keeps adding places — which is what makes one novelty rarer than another.
 
@@ -75,17 +76,29 @@ class NoveltyMemory:
 
     def learn(self, owner: str, keys: Iterable[str], now: float, *, count: bool = True) -> None:
         """Record that ``owner`` used ``keys`` at ``now`` (each key one observation)."""
-        memory = self._get(owner)
+        memory = self._owners.get(owner)
+        if memory is None:
+            memory = self._get(owner)
+        store = memory.keys
+        forget = self.forget_after_s
+        decay = self._decay
         for key in keys:
-            last = memory.keys.get(key)
-            new = last is None or now - last > self.forget_after_s
+            last = store.get(key)
             if count:
-                memory.n = memory.n * self._decay + 1.0
-                memory.d = memory.d * self._decay + (1.0 if new else 0.0)
-            memory.keys[key] = max(now, last or now)
-            memory.keys.move_to_end(key)
-        while len(memory.keys) > self.capacity:
-            memory.keys.popitem(last=False)
+                memory.n = memory.n * decay + 1.0
+                memory.d *= decay
+                if last is None or now - last > forget:
+                    memory.d += 1.0
+            if last is None or now > last:
+                store[key] = now
+        if len(store) > self.capacity:
+            self._evict(memory)
+
+    def _evict(self, memory: _Memory) -> None:
+        """Drop the least recently used tenth (amortised: not on every insert)."""
+        keep = self.capacity - max(1, self.capacity // 10)
+        ranked = sorted(memory.keys.items(), key=lambda item: item[1], reverse=True)[:keep]
+        memory.keys = OrderedDict(sorted(ranked, key=lambda item: item[1]))
 
     def state_of(self, owner: str) -> dict[str, Any] | None:
         memory = self._owners.get(owner)

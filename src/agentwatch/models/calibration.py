@@ -17,7 +17,7 @@ p          score       severity
 >>> score_from_p(0.01), score_from_p(1e-4), score_from_p(0.5)
 (50.0, 100.0, 7.5)
 >>> round(fisher_combine([0.01, 0.01]), 5)
-0.00106
+0.00102
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """Imports every built-in detector module so that each registers itself."""
 
 from agentwatch.models import (  # noqa: F401
+    drift,
+    metric,
     new_destination,
     new_tool,
     new_tool_destination,
     new_transition,
+    peer,
+    rate,
 )

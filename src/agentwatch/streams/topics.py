@@ -14,7 +14,12 @@ def topic_specs(kafka: KafkaSettings) -> list[NewTopic]:
         "retention.ms": str(kafka.retention_ms),
         "cleanup.policy": "delete",
     }
-    names = (kafka.topics.events, kafka.topics.dlq, kafka.topics.anomalies)
+    names = (
+        kafka.topics.events,
+        kafka.topics.dlq,
+        kafka.topics.anomalies,
+        kafka.topics.feedback,
+    )
     return [
         NewTopic(
             name=name,

@@ -1,0 +1,903 @@
+"""Rate and volume baselines per agent and feature: is this window's value rare *for this agent*?
+
+Pure code. For every feature of a closed window (or session) the detector keeps a robust
+exponentially weighted baseline per agent, and one per peer group, and turns the window's
+value into a tail probability. How a feature is modelled, and which side of it is news, is
+data (:class:`FeatureRule`, matched by glob pattern, first match wins), not code:
+
+``count`` (events, tool calls, destinations)
+    location ``m`` is the EW mean count, spread ``φ`` the EW mean of squared Pearson
+    residuals (over-dispersion, never below 1). The tail probability is the normal tail of
+    the signed deviance residual ``sqrt(2 D)`` of a negative binomial with mean ``m`` and
+    variance ``φ m`` (Poisson when ``φ = 1``), with a continuity correction — within a
+    factor of about two of the exact tail for a quiet agent (0.1 events per window) and a
+    chatty, bursty one (200, ``φ = 3``) alike, which is what makes scores comparable across
+    agents.
+``ratio`` (error and denial rates)
+    a quasi-binomial model with the window's denominator (``given``, e.g. ``actions``) as the
+    number of trials: 1 error out of 1 call is not news, 20 out of 40 is.
+``volume`` (bytes, tokens, cost, durations)
+    a hurdle log-normal model: EW mean and variance of ``log(value + offset)`` over the
+    windows where the value is above zero (whether there is any volume at all is a matter
+    for the counts), with a Student-t tail since the scale is itself estimated;
+    ``offset`` sets the size below which differences do not matter (1 KB for bytes, a
+    tenth of a cent for cost).
+
+Sides: ``high`` (more is news), ``low`` (less is news), ``both`` (two-sided, p doubled) or
+``none`` (not tested). By default ``events`` and ``tool_calls`` are two-sided — an agent that
+goes silent is news — and everything else is high side only. A window's tail probability
+is the Bonferroni bound over the features tested, so adding features does not add false
+alarms.
+
+Baselines resist poisoning: the engine only calls :meth:`RateDetector.learn` for windows it
+did not flag, and every update is winsorised — the value is clipped to
+``location ± clip_k · scale`` (plus one unit of slack for counts and ratios, so rare events
+still register) before it moves the location, and to ``± (clip_k + 2) · scale`` before it
+moves the scale. A baselined feature's location therefore moves at most
+``alpha · (clip_k · scale + slack)`` per window however extreme the input; gradual
+manipulation within that bound is what :mod:`agentwatch.models.drift` watches for.
+
+Cold start: an agent is ``warming_up`` until it has ``min_windows`` learned windows; until
+then (and for any feature of its own with fewer than ``min_windows`` observations) each
+feature is scored against the peer group's baseline of that feature, learned from every
+agent of the group. A feature new to an agent starts a fresh baseline; one it had not used
+for a while decays towards zero with every window it is absent.
+
+Examples
+--------
+>>> from datetime import UTC, datetime, timedelta
+>>> from agentwatch.features.windows import WindowFeatures
+>>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+>>> def window(i, calls, agent="a"):
+...     start = t0 + timedelta(minutes=i)
+...     values = {"events": float(calls), "tool_calls": float(calls)}
+...     return WindowFeatures(agent, "support", "window", start.isoformat(), start,
+...                           start + timedelta(minutes=1), values, calls)
+>>> rate = RateDetector(RateConfig(min_windows=20))
+>>> for i in range(60):
+...     rate.learn(window(i, 10 + (i * 7) % 5))
+>>> rate.status("a"), rate.score(window(60, 12)) is None
+('baselined', True)
+>>> finding = rate.score(window(61, 120))
+>>> finding.contributions[0].feature, finding.p < 1e-6
+('events', True)
+>>> print(finding.explanation.split(";")[0])
+events 120 in 60 s
+>>> rate.score(window(62, 0)).contributions[0].unusual.startswith("low")  # silence is news
+True
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, TypeVar
+
+from agentwatch.config import DetectSettings
+from agentwatch.features.windows import WindowFeatures
+from agentwatch.models.base import Finding, register
+from agentwatch.models.calibration import bonferroni, normal_sf
+from agentwatch.schemas.anomaly import Contribution
+
+__all__ = [
+    "SESSION_RULES",
+    "WINDOW_RULES",
+    "Baseline",
+    "FeatureRule",
+    "RateConfig",
+    "RateDetector",
+    "ew_df",
+    "ew_update",
+    "ew_z",
+    "fmt",
+    "settings_overrides",
+    "student_sf",
+    "with_sides",
+]
+
+Family = Literal["count", "ratio", "volume"]
+Side = Literal["high", "low", "both", "none"]
+Status = Literal["warming_up", "baselined"]
+
+N_CAP = 10_000  # observation counts saturate here (alpha has long taken over)
+_SLACK = {"count": 1.0, "ratio": 1.0, "volume": 0.0}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRule:
+    """How one feature (or a glob of features) is modelled and tested.
+
+    Parameters
+    ----------
+    pattern
+        Feature name or :mod:`fnmatch` glob (``tool.*``); the first matching rule wins.
+    family
+        ``count``, ``ratio`` or ``volume`` (see the module documentation).
+    side
+        ``high``, ``low``, ``both`` or ``none`` (tracked nowhere, never tested).
+    offset
+        ``volume`` only: the model is on ``log(value + offset)``.
+    given
+        Test (and learn) only when this feature is > 0; for ``ratio`` it is also the
+        number of trials.
+
+    Examples
+    --------
+    >>> FeatureRule("tool.*").matches("tool.search"), FeatureRule("events").matches("tool.x")
+    (True, False)
+    """
+
+    pattern: str
+    family: Family = "count"
+    side: Side = "high"
+    offset: float = 1.0
+    given: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in ("count", "ratio", "volume"):
+            raise ValueError(f"rule {self.pattern!r}: unknown family {self.family!r}")
+        if self.side not in ("high", "low", "both", "none"):
+            raise ValueError(f"rule {self.pattern!r}: unknown side {self.side!r}")
+        if self.family == "volume" and self.offset <= 0:
+            raise ValueError(f"rule {self.pattern!r}: a volume needs offset > 0")
+        if self.family == "ratio" and not self.given:
+            raise ValueError(f"rule {self.pattern!r}: a ratio needs `given` (its denominator)")
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.pattern)
+
+
+WINDOW_RULES: tuple[FeatureRule, ...] = (
+    FeatureRule("events", "count", "both"),
+    FeatureRule("tool_calls", "count", "both"),
+    FeatureRule("events.tool_call", side="none"),  # the same as tool_calls
+    FeatureRule("events.secret_access", side="none"),  # the same as secret_accesses
+    FeatureRule("events.*", "count", "high"),
+    FeatureRule("tool.*", "count", "high"),
+    FeatureRule("distinct_tools", "count", "high"),
+    FeatureRule("distinct_destinations", "count", "high"),
+    FeatureRule("new_destinations", "count", "high"),
+    FeatureRule("secret_accesses", "count", "high"),
+    FeatureRule("error_rate", "ratio", "high", given="actions"),
+    FeatureRule("denied_rate", "ratio", "high", given="actions"),
+    FeatureRule("bytes_in", "volume", "high", offset=1024.0),
+    FeatureRule("bytes_out", "volume", "high", offset=1024.0),
+    FeatureRule("tokens_in", "volume", "high", offset=100.0),
+    FeatureRule("tokens_out", "volume", "high", offset=100.0),
+    FeatureRule("cost_usd", "volume", "high", offset=0.001),
+    FeatureRule("duration_p95_ms", "volume", "high", offset=10.0, given="actions"),
+)
+"""Default rules for tumbling windows (features not matched are not tested)."""
+
+SESSION_RULES: tuple[FeatureRule, ...] = (
+    FeatureRule("events", "volume", "high"),
+    FeatureRule("tool_calls", "volume", "high"),
+    FeatureRule("distinct_tools", "volume", "high"),
+    FeatureRule("distinct_destinations", "volume", "high"),
+    FeatureRule("new_destinations", "count", "high"),
+    FeatureRule("secret_accesses", "count", "high"),
+    FeatureRule("error_rate", "ratio", "high", given="actions"),
+    FeatureRule("denied_rate", "ratio", "high", given="actions"),
+    FeatureRule("bytes_out", "volume", "high", offset=1024.0),
+    FeatureRule("tokens_out", "volume", "high", offset=100.0),
+    FeatureRule("cost_usd", "volume", "high", offset=0.001),
+)
+"""Default rules for whole sessions: totals of a session vary with its length, so most are
+modelled as volumes (log scale)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    """Tunables of :class:`RateDetector` (see :func:`settings_overrides` for settings).
+
+    Parameters
+    ----------
+    alpha
+        EW weight of one window in an agent's baseline (0.03 ≈ a 23-window half-life).
+    group_alpha
+        EW weight of one agent-window in a peer group's baseline.
+    clip_k
+        Winsorising bound: values are clipped to ``location ± clip_k · scale`` before learning.
+    min_windows
+        Learned windows before an agent is ``baselined`` (and per feature, observations
+        before its own baseline is used instead of the peer group's).
+    min_sessions
+        The same for session baselines.
+    min_group_windows
+        Observations of a peer-group feature before it is used for cold start.
+    prior_windows
+        Weight, in windows, of a baseline seeded from the peer group or kept across a
+        :meth:`RateDetector.rebaseline`.
+    rebaseline_inflation
+        Factor on the variance (or dispersion) of baselines kept across a rebaseline.
+    min_count
+        Floor of a count's expected value per window (a feature never seen is not "0").
+    min_ratio
+        Floor of a ratio's expected value (and of one minus it).
+    min_log_scale
+        Floor of a volume's scale in log units (0.1 ≈ ±10 %).
+    max_dispersion
+        Ceiling of the over-dispersion ``φ`` of counts and ratios.
+    max_features
+        Features with a baseline per agent and kind (windows, sessions).
+    max_group_features
+        Features with a baseline per peer group and kind.
+    max_groups
+        Peer groups kept (least recently used evicted).
+    report_p
+        Windows with a tail probability above this produce no finding.
+    max_contributions
+        Features listed in a finding's contributions.
+    score_sessions
+        Also score whole sessions (``kind == "session"``) against session baselines.
+    window_rules, session_rules
+        The feature rules (see :data:`WINDOW_RULES`, :data:`SESSION_RULES`).
+    """
+
+    alpha: float = 0.03
+    group_alpha: float = 0.01
+    clip_k: float = 3.0
+    min_windows: int = 30
+    min_sessions: int = 20
+    min_group_windows: int = 50
+    prior_windows: int = 10
+    rebaseline_inflation: float = 4.0
+    min_count: float = 0.02
+    min_ratio: float = 0.01
+    min_log_scale: float = 0.1
+    max_dispersion: float = 100.0
+    max_features: int = 48
+    max_group_features: int = 256
+    max_groups: int = 1024
+    report_p: float = 0.01
+    max_contributions: int = 5
+    score_sessions: bool = True
+    window_rules: tuple[FeatureRule, ...] = WINDOW_RULES
+    session_rules: tuple[FeatureRule, ...] = SESSION_RULES
+
+    def __post_init__(self) -> None:
+        if not (0 < self.alpha <= 1 and 0 < self.group_alpha <= 1):
+            raise ValueError("alpha and group_alpha must be in (0, 1]")
+        if self.clip_k <= 0 or self.rebaseline_inflation < 1:
+            raise ValueError("clip_k must be > 0 and rebaseline_inflation >= 1")
+        if min(self.min_windows, self.min_sessions, self.min_group_windows) < 1:
+            raise ValueError("minimum counts must be >= 1")
+        if not 0 <= self.prior_windows <= N_CAP:
+            raise ValueError(f"prior_windows must be in [0, {N_CAP}]")
+        if not 0 < self.min_ratio < 0.5 or self.min_count <= 0 or self.min_log_scale <= 0:
+            raise ValueError("min_ratio must be in (0, 0.5), min_count and min_log_scale > 0")
+
+
+T = TypeVar("T")
+
+
+def settings_overrides(settings: object, prefix: str, config_type: type[T]) -> dict[str, Any]:
+    """Scalar fields of the dataclass ``config_type`` that ``settings`` sets as ``prefix+name``.
+
+    Lets a detector factory read ``DetectSettings.rate_alpha`` into ``RateConfig.alpha``
+    when the settings object has such a field (of the default's type), and keep the
+    default otherwise. Rule tables are not read from settings (see :func:`with_sides`).
+
+    >>> class S:
+    ...     rate_alpha = 0.1
+    >>> settings_overrides(S(), "rate_", RateConfig)
+    {'alpha': 0.1}
+    """
+    out: dict[str, Any] = {}
+    for spec in fields(config_type):  # type: ignore[arg-type]
+        value = getattr(settings, prefix + spec.name, None)
+        default = spec.default
+        if value is None or isinstance(default, tuple):
+            continue  # rule tables are code-level configuration, not settings
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if ok:
+            out[spec.name] = value
+    return out
+
+
+def with_sides(rules: tuple[FeatureRule, ...], sides: Mapping[str, str]) -> tuple[FeatureRule, ...]:
+    """``rules`` with the side of some features overridden: ``{pattern: side}``.
+
+    Each override is put first, modelled like the feature it matches in ``rules``, so a
+    settings field such as ``rate_sides = {"bytes_out": "both", "tool.*": "none"}`` can
+    re-target tests without code.
+
+    >>> rules = with_sides(WINDOW_RULES, {"bytes_out": "both"})
+    >>> rules[0]
+    FeatureRule(pattern='bytes_out', family='volume', side='both', offset=1024.0, given=None)
+    """
+    extra = []
+    for pattern, side in sides.items():
+        like = next((r for r in rules if r.matches(pattern) or r.pattern == pattern), None)
+        base = like if like is not None else FeatureRule(pattern)
+        extra.append(replace(base, pattern=pattern, side=side))  # type: ignore[arg-type]
+    return (*extra, *rules)
+
+
+def fmt(x: float) -> str:
+    """A short human-readable number.
+
+    >>> fmt(12.0), fmt(0.0123), fmt(2_500_000.0), fmt(3.14159)
+    ('12', '0.0123', '2.5e+06', '3.14')
+    """
+    if x == int(x) and abs(x) < 1e6:
+        return str(int(x))
+    return f"{x:.3g}"
+
+
+# -- the statistics ---------------------------------------------------------------------------
+#
+# A baseline is a list ``[location, spread, n]``: for counts and ratios the location is the EW
+# mean and the spread the over-dispersion φ; for volumes the location and the variance of
+# log(value + offset). ``n`` counts observations (saturating at N_CAP) and sets the
+# warm-start weight max(alpha, 1 / (n + 1)).
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A readable view of one baseline: what is typical and how much it varies.
+
+    ``typical`` and ``low``/``high`` (one scale either side) are in the feature's own units.
+    """
+
+    feature: str
+    family: Family
+    typical: float
+    low: float
+    high: float
+    n: int
+
+
+def _deviance_poisson(x: float, m: float) -> float:
+    """Half the Poisson deviance of observing ``x`` when ``m`` is expected."""
+    if x <= 0.0:
+        return m
+    return x * math.log(x / m) - (x - m)
+
+
+def _deviance_negbin(x: float, m: float, r: float) -> float:
+    """Half the negative-binomial deviance (mean ``m``, size ``r``) of observing ``x``."""
+    d = x * math.log(x / m) if x > 0.0 else 0.0
+    return max(0.0, d - (x + r) * math.log((x + r) / (m + r)))
+
+
+def _deviance_count(x: float, m: float, phi: float) -> float:
+    """Poisson deviance, or negative binomial with variance ``phi · m`` when ``phi > 1``."""
+    if phi <= 1.0 + 1e-9:
+        return _deviance_poisson(x, m)
+    return _deviance_negbin(x, m, m / (phi - 1.0))
+
+
+def _deviance_binomial(k: float, n: float, q: float) -> float:
+    """Half the binomial deviance of ``k`` successes in ``n`` trials at rate ``q``."""
+    d = 0.0
+    if k > 0.0:
+        d += k * math.log(k / (n * q))
+    if n - k > 0.0:
+        d += (n - k) * math.log((n - k) / (n * (1.0 - q)))
+    return max(0.0, d)
+
+
+def ew_update(
+    stat: list[float],
+    y: float,
+    a: float,
+    clip_k: float,
+    min_scale: float,
+    spread_k: float | None = None,
+) -> None:
+    """Winsorised exponentially weighted update of ``stat = [location, variance, ...]``.
+
+    For the location, ``y`` is clipped to ``location ± clip_k · s`` with
+    ``s = max(sd, min_scale)`` (no clipping when ``clip_k`` is 0), so one observation moves
+    the location by at most ``a · clip_k · s``; for the variance it is clipped to
+    ``± spread_k · s`` (default ``clip_k + 2``: a scale needs the tails a location must not
+    follow, or heavy-tailed data would look ever more surprising).
+
+    >>> stat = [10.0, 1.0, 50]
+    >>> ew_update(stat, 1e9, 0.1, 3.0, 0.1)  # an outlier counts as location + 3 sd
+    >>> round(stat[0], 6), round(stat[1], 6)
+    (10.3, 3.15)
+    """
+    loc = stat[0]
+    d = d_spread = y - loc
+    if clip_k > 0.0:
+        scale = max(math.sqrt(max(stat[1], 0.0)), min_scale)
+        bound = clip_k * scale
+        d = min(max(d, -bound), bound)
+        bound = (clip_k + 2.0 if spread_k is None else spread_k) * scale
+        d_spread = min(max(d_spread, -bound), bound)
+    stat[0] = loc + a * d
+    stat[1] = (1.0 - a) * (stat[1] + a * d_spread * d_spread)
+
+
+def student_sf(t: float, df: float) -> float:
+    """Upper tail of Student's t with ``df`` degrees of freedom (normal approximation).
+
+    A z-score whose scale is itself estimated — from an exponentially weighted window of
+    about ``(2 - alpha) / alpha`` observations — has heavier tails than the normal; this
+    keeps the tail probabilities of young or fast-moving baselines honest. Uses
+    ``z = t (1 - 1/(4 df)) / sqrt(1 + t² / (2 df))``, slightly conservative for small ``df``.
+
+    >>> round(student_sf(3.0, 66), 4), round(student_sf(3.0, 1e9), 4)
+    (0.0019, 0.0013)
+    """
+    df = max(df, 1.0)
+    return normal_sf(t * (1.0 - 0.25 / df) / math.sqrt(1.0 + t * t / (2.0 * df)))
+
+
+def ew_df(n: float, alpha: float) -> float:
+    """Effective sample size behind an EW estimate: ``n - 1`` while young, then ``(2-a)/a``."""
+    return max(1.0, min(n - 1.0, (2.0 - alpha) / alpha))
+
+
+def ew_z(stat: list[float], y: float, min_scale: float) -> float:
+    """Standardised distance of ``y`` from ``stat = [location, variance, ...]``.
+
+    >>> ew_z([10.0, 4.0, 50], 16.0, 0.1)
+    3.0
+    """
+    return (y - stat[0]) / max(math.sqrt(max(stat[1], 0.0)), min_scale)
+
+
+class _Model:
+    """The statistics of one family, with the configured floors."""
+
+    __slots__ = ("cfg",)
+
+    def __init__(self, cfg: RateConfig) -> None:
+        self.cfg = cfg
+
+    def dispersion(self, stat: list[float]) -> float:
+        return min(self.cfg.max_dispersion, max(1.0, stat[1]))
+
+    def tails(
+        self, rule: FeatureRule, stat: list[float], x: float, trials: float, alpha: float
+    ) -> tuple[float, float, float]:
+        """``(p_high, p_low, z)``: one-sided tail probabilities and a signed z-score."""
+        family = rule.family
+        if family == "volume":
+            z = ew_z(stat, math.log(max(0.0, x) + rule.offset), self.cfg.min_log_scale)
+            df = ew_df(stat[2], alpha)
+            return student_sf(z, df), student_sf(-z, df), z
+        phi = self.dispersion(stat)
+        if family == "count":
+            m = max(stat[0], self.cfg.min_count)
+            up = _deviance_count(x - 0.5, m, phi) if x - 0.5 > m else 0.0
+            down = _deviance_count(x + 0.5, m, phi) if x + 0.5 < m else 0.0
+        else:  # quasi-binomial: the deviance shrinks by the over-dispersion
+            q = min(max(stat[0], self.cfg.min_ratio), 1.0 - self.cfg.min_ratio)
+            k = x * trials
+            up = _deviance_binomial(k - 0.5, trials, q) / phi if (k - 0.5) > q * trials else 0.0
+            down = _deviance_binomial(k + 0.5, trials, q) / phi if (k + 0.5) < q * trials else 0.0
+        z_up = math.sqrt(2.0 * up)
+        z_down = math.sqrt(2.0 * down)
+        p_high = normal_sf(z_up) if up > 0.0 else 1.0
+        p_low = normal_sf(z_down) if down > 0.0 else 1.0
+        return p_high, p_low, z_up if up > 0.0 else -z_down
+
+    def update(
+        self,
+        rule: FeatureRule,
+        stat: list[float],
+        x: float,
+        trials: float,
+        alpha: float,
+        clip: bool,
+    ) -> None:
+        """Fold one observation into ``stat``, winsorised when ``clip``."""
+        cfg = self.cfg
+        n = stat[2]
+        a = max(alpha, 1.0 / (n + 1.0))
+        stat[2] = min(n + 1, N_CAP)
+        k = cfg.clip_k
+        family = rule.family
+        if family == "volume":
+            y = math.log(max(0.0, x) + rule.offset)
+            ew_update(stat, y, a, k if clip else 0.0, cfg.min_log_scale)
+            return
+        m = stat[0]
+        phi = self.dispersion(stat)
+        if family == "count":
+            var_unit = max(m, cfg.min_count)  # Poisson variance at the current mean
+            slack = 1.0
+        else:
+            q = min(max(m, cfg.min_ratio), 1.0 - cfg.min_ratio)
+            var_unit = q * (1.0 - q) / trials
+            slack = 1.0 / trials
+        wide = x
+        if clip:
+            spread = math.sqrt(phi * var_unit)
+            bound = k * spread + slack
+            x = min(max(x, m - bound), m + bound)
+            bound = (k + 2.0) * spread + slack
+            wide = min(max(wide, m - bound), m + bound)
+        d = x - m
+        stat[0] = max(0.0, m + a * d)
+        d = wide - m
+        stat[1] = min(cfg.max_dispersion, (1.0 - a) * stat[1] + a * d * d / var_unit)
+
+    def view(self, name: str, rule: FeatureRule, stat: list[float]) -> Baseline:
+        family = rule.family
+        if family == "volume":
+            sd = max(math.sqrt(max(stat[1], 0.0)), self.cfg.min_log_scale)
+            loc = stat[0]
+            return Baseline(
+                name,
+                family,
+                max(0.0, math.exp(loc) - rule.offset),
+                max(0.0, math.exp(loc - sd) - rule.offset),
+                math.exp(loc + sd) - rule.offset,
+                int(stat[2]),
+            )
+        m = stat[0]
+        if family == "count":
+            sd = math.sqrt(self.dispersion(stat) * max(m, self.cfg.min_count))
+        else:  # per single trial: how much the rate of one window of one action varies
+            sd = math.sqrt(self.dispersion(stat) * max(m, self.cfg.min_ratio) * (1.0 - m))
+            return Baseline(name, family, m, max(0.0, m - sd), min(1.0, m + sd), int(stat[2]))
+        return Baseline(name, family, m, max(0.0, m - sd), m + sd, int(stat[2]))
+
+
+@dataclass(slots=True)
+class _Baselines:
+    """Baselines of one owner (an agent or a peer group) for one kind of window."""
+
+    windows: int = 0  # learned since the start (or the last rebaseline)
+    features: dict[str, list[float]] = field(default_factory=dict)
+
+    def state(self) -> dict[str, Any]:
+        features = {k: [v[0], v[1], int(v[2])] for k, v in self.features.items()}
+        return {"n": self.windows, "f": features}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> _Baselines:
+        features = {
+            str(k): [float(v[0]), float(v[1]), float(v[2])] for k, v in state.get("f", {}).items()
+        }
+        return cls(int(state.get("n", 0)), features)
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    feature: str
+    rule: FeatureRule
+    value: float
+    p: float
+    z: float
+    side: str
+    baseline: Baseline
+    reference: str  # "own" or "peer_group"
+
+
+class RateDetector:
+    """Robust per-agent, per-feature baselines of window and session features.
+
+    Parameters
+    ----------
+    config
+        Tunables and feature rules (defaults: :class:`RateConfig`).
+
+    Notes
+    -----
+    State per agent is ``{"window": {"n": windows, "f": {feature: [location, spread, n]}},
+    "session": {...}}``: about 45 bytes of msgpack per feature, at most ``max_features`` per
+    kind — under 3 KB with the default rules and 16 tools. Peer-group baselines are shared
+    and exported separately (:meth:`group_state_of`).
+    """
+
+    name = "rate"
+
+    def __init__(self, config: RateConfig | None = None) -> None:
+        self.config = cfg = config or RateConfig()
+        self._model = _Model(cfg)
+        self._rules: dict[str, tuple[FeatureRule, ...]] = {"window": cfg.window_rules}
+        self._minimum: dict[str, int] = {"window": cfg.min_windows, "session": cfg.min_sessions}
+        if cfg.score_sessions:
+            self._rules["session"] = cfg.session_rules
+        self._resolved: dict[str, dict[str, FeatureRule | None]] = {k: {} for k in self._rules}
+        self._agents: dict[str, dict[str, _Baselines]] = {}
+        self._groups: OrderedDict[tuple[str, str], _Baselines] = OrderedDict()
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def rule_for(self, kind: str, feature: str) -> FeatureRule | None:
+        """The rule testing ``feature`` in windows of ``kind`` (``None``: not tested)."""
+        cache = self._resolved.get(kind)
+        if cache is None:
+            return None
+        try:
+            return cache[feature]
+        except KeyError:
+            pass
+        rule = next((r for r in self._rules[kind] if r.matches(feature)), None)
+        if rule is not None and rule.side == "none":
+            rule = None
+        if len(cache) < 4096:
+            cache[feature] = rule
+        return rule
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    def agents(self) -> int:
+        return len(self._agents)
+
+    def groups(self) -> int:
+        """Peer groups with a baseline."""
+        return len({group for _, group in self._groups})
+
+    def status(self, agent_id: str) -> Status:
+        """``baselined`` once the agent has ``min_windows`` learned windows."""
+        own = self._agents.get(agent_id, {}).get("window")
+        return "baselined" if own and own.windows >= self.config.min_windows else "warming_up"
+
+    def score(self, window: WindowFeatures) -> Finding | None:
+        """How rare the window's features are for its agent (no state change)."""
+        tests = self._tests(window)
+        if not tests:
+            return None
+        best = min(tests, key=lambda t: t.p)
+        p = bonferroni(best.p, len(tests))
+        if p > self.config.report_p:
+            return None
+        cfg = self.config
+        notable = sorted((t for t in tests if t.p * len(tests) <= cfg.report_p), key=lambda t: t.p)
+        span = (
+            f"in {fmt((window.end - window.start).total_seconds())} s"
+            if window.kind == "window"
+            else f"in session {window.key}"
+        )
+        typical = self._typical(best, window.peer_group)
+        explanation = f"{best.feature} {fmt(best.value)} {span}; {typical}, p={p:.1g}"
+        if len(notable) > 1:
+            others = ", ".join(t.feature for t in notable[1:4])
+            explanation += f"; also unusual: {others}" + (" …" if len(notable) > 4 else "")
+        contributions = tuple(
+            Contribution(
+                feature=t.feature,
+                value=t.value,
+                typical=t.baseline.typical,
+                unusual=f"{t.side} side, z={t.z:+.1f}, p={t.p:.1g}"
+                + (" vs peer group" if t.reference == "peer_group" else ""),
+            )
+            for t in notable[: cfg.max_contributions]
+        )
+        own = self._agents.get(window.agent_id, {}).get(window.kind)
+        return Finding(
+            detector=self.name,
+            p=p,
+            explanation=explanation,
+            contributions=contributions,
+            event_ids=window.event_ids,
+            keys=tuple(f"rate/{t.feature}" for t in notable),
+            extra={
+                "status": self.status(window.agent_id),
+                "kind": window.kind,
+                "tested": len(tests),
+                "windows": own.windows if own else 0,
+            },
+        )
+
+    @staticmethod
+    def _typical(test: _Test, group: str) -> str:
+        b = test.baseline
+        whose = "typical" if test.reference == "own" else f"typical for peer group {group!r}"
+        if b.family == "ratio":
+            return f"{whose} {b.typical:.1%}"
+        if b.family == "count":
+            return f"{whose} {fmt(b.typical)} (±{fmt(b.high - b.typical)})"
+        return f"{whose} {fmt(b.typical)} ({fmt(b.low)}–{fmt(b.high)})"
+
+    def _tests(self, window: WindowFeatures) -> list[_Test]:
+        kind = window.kind
+        if kind not in self._rules:
+            return []
+        cfg = self.config
+        minimum = self._minimum[kind]
+        own = self._agents.get(window.agent_id, {}).get(kind)
+        own_ready = own is not None and own.windows >= minimum
+        group = self._groups.get((kind, window.peer_group))
+        values = window.values
+        model = self._model
+        tests: list[_Test] = []
+        for name, x in values.items():
+            rule = self.rule_for(kind, name)
+            if rule is None:
+                continue
+            trials = 0.0
+            if rule.given is not None:
+                trials = values.get(rule.given, 0.0)
+                if trials <= 0.0:
+                    continue
+            if rule.family == "volume" and x <= 0.0:
+                continue
+            stat = own.features.get(name) if own_ready and own is not None else None
+            reference = "own"
+            if stat is None or stat[2] < minimum:
+                stat = group.features.get(name) if group is not None else None
+                reference = "peer_group"
+                if stat is None or stat[2] < cfg.min_group_windows:
+                    continue
+            alpha = cfg.alpha if reference == "own" else cfg.group_alpha
+            p_high, p_low, z = model.tails(rule, stat, x, trials, alpha)
+            side = rule.side
+            if side == "both":
+                p, side = (2.0 * p_high, "high") if p_high <= p_low else (2.0 * p_low, "low")
+            elif side == "high":
+                p = p_high
+            else:
+                p = p_low
+            tests.append(
+                _Test(name, rule, x, min(1.0, p), z, side, model.view(name, rule, stat), reference)
+            )
+        return tests
+
+    def learn(self, window: WindowFeatures) -> None:
+        """Fold the window into its agent's and its peer group's baselines (winsorised)."""
+        kind = window.kind
+        if kind not in self._rules:
+            return
+        cfg = self.config
+        kinds = self._agents.get(window.agent_id)
+        if kinds is None:
+            kinds = self._agents[window.agent_id] = {}
+        own = kinds.get(kind)
+        if own is None:
+            own = kinds[kind] = _Baselines()
+        key = (kind, window.peer_group)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Baselines()
+            while len(self._groups) > cfg.max_groups:
+                self._groups.popitem(last=False)
+        else:
+            self._groups.move_to_end(key)
+        self._fold(kind, own, window.values, cfg.alpha, cfg.max_features, group)
+        self._fold(kind, group, window.values, cfg.group_alpha, cfg.max_group_features, None)
+
+    def _fold(
+        self,
+        kind: str,
+        owner: _Baselines,
+        values: Mapping[str, float],
+        alpha: float,
+        max_features: int,
+        seed: _Baselines | None,
+    ) -> None:
+        cfg = self.config
+        model = self._model
+        prior = cfg.prior_windows
+        features = owner.features
+        first = owner.windows == 0
+        # Features the owner tracks but the window lacks count as zero.
+        for name in [n for n in features if n not in values]:
+            rule = self.rule_for(kind, name)
+            if rule is None or rule.given is not None or rule.family == "volume":
+                continue
+            stat = features[name]
+            model.update(rule, stat, 0.0, 0.0, alpha, stat[2] >= prior)
+        for name, x in values.items():
+            rule = self.rule_for(kind, name)
+            if rule is None:
+                continue
+            trials = 0.0
+            if rule.given is not None:
+                trials = values.get(rule.given, 0.0)
+                if trials <= 0.0:
+                    continue
+            if rule.family == "volume" and x <= 0.0:
+                continue
+            found = features.get(name)
+            if found is None:
+                if (x == 0.0 and not first) or len(features) >= max_features:
+                    continue
+                found = features[name] = self._new_stat(name, rule, seed)
+            model.update(rule, found, x, trials, alpha, found[2] >= prior)
+        owner.windows = min(owner.windows + 1, N_CAP)
+
+    def _new_stat(self, name: str, rule: FeatureRule, seed: _Baselines | None) -> list[float]:
+        """A fresh baseline, seeded from the peer group's when it has one."""
+        cfg = self.config
+        if seed is not None:
+            source = seed.features.get(name)
+            if source is not None and source[2] >= cfg.min_group_windows:
+                return [source[0], source[1], float(cfg.prior_windows)]
+        if rule.family == "volume":
+            return [math.log(rule.offset), 0.0, 0.0]
+        return [0.0, 1.0, 0.0]
+
+    # -- baselines ---------------------------------------------------------------------------
+
+    def baseline(self, agent_id: str, feature: str, kind: str = "window") -> Baseline | None:
+        """The agent's own baseline of ``feature`` (``None`` if it has none)."""
+        own = self._agents.get(agent_id, {}).get(kind)
+        rule = self.rule_for(kind, feature)
+        stat = own.features.get(feature) if own else None
+        return None if stat is None or rule is None else self._model.view(feature, rule, stat)
+
+    def group_baseline(self, group: str, feature: str, kind: str = "window") -> Baseline | None:
+        """The peer group's baseline of ``feature``."""
+        owner = self._groups.get((kind, group))
+        rule = self.rule_for(kind, feature)
+        stat = owner.features.get(feature) if owner else None
+        return None if stat is None or rule is None else self._model.view(feature, rule, stat)
+
+    def rebaseline(self, agent_id: str) -> None:
+        """Start a new baseline (new ``agent_version``) seeded from the previous one.
+
+        Locations are kept; variances and dispersions are multiplied by
+        ``rebaseline_inflation``; observation counts drop to ``prior_windows`` so the
+        baseline adapts quickly; the agent is ``warming_up`` (scored against its peer group)
+        for ``min_windows`` windows.
+        """
+        for kind, owner in self._agents.get(agent_id, {}).items():
+            owner.windows = 0
+            self._inflate(kind, owner, list(owner.features))
+
+    def accept_keys(self, agent_id: str, keys: Iterable[str]) -> None:
+        """Analyst feedback: ``rate/<feature>`` keys of a finding are benign for this agent.
+
+        Those features get the rebaseline treatment (wider scale, quick adaptation). The
+        method is not called ``accept`` so that the engine keeps treating this detector as
+        a window detector.
+        """
+        chosen = {k[5:] for k in keys if k.startswith("rate/")}
+        for kind, owner in self._agents.get(agent_id, {}).items():
+            self._inflate(kind, owner, [f for f in owner.features if f in chosen])
+
+    def _inflate(self, kind: str, owner: _Baselines, names: list[str]) -> None:
+        cfg = self.config
+        for name in names:
+            stat = owner.features[name]
+            rule = self.rule_for(kind, name)
+            if rule is None:
+                continue
+            if rule.family == "volume":
+                stat[1] = max(stat[1], cfg.min_log_scale**2) * cfg.rebaseline_inflation
+            else:
+                stat[1] = min(cfg.max_dispersion, max(stat[1], 1.0) * cfg.rebaseline_inflation)
+            stat[2] = float(min(stat[2], cfg.prior_windows))
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def state_of(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's baselines as plain data (msgpack-able), or ``None``."""
+        kinds = self._agents.get(agent_id)
+        if not kinds:
+            return None
+        return {kind: owner.state() for kind, owner in kinds.items()}
+
+    def load_state(self, agent_id: str, state: Any) -> None:
+        """Restore what :meth:`state_of` returned."""
+        if not state:
+            return
+        self._agents[agent_id] = {
+            str(kind): _Baselines.from_state(owner) for kind, owner in state.items()
+        }
+
+    def group_state_of(self, group: str) -> dict[str, Any] | None:
+        """A peer group's baselines as plain data, or ``None``."""
+        kinds = {k: o.state() for (k, g), o in self._groups.items() if g == group}
+        return kinds or None
+
+    def load_group_state(self, group: str, state: Any) -> None:
+        """Restore what :meth:`group_state_of` returned."""
+        for kind, owner in (state or {}).items():
+            self._groups[(str(kind), group)] = _Baselines.from_state(owner)
+
+
+@register("rate")
+def _build(settings: DetectSettings) -> RateDetector:
+    overrides = settings_overrides(settings, "rate_", RateConfig)
+    sides = getattr(settings, "rate_sides", None)
+    if isinstance(sides, Mapping) and sides:
+        overrides["window_rules"] = with_sides(WINDOW_RULES, sides)
+    return RateDetector(RateConfig(**overrides))
