@@ -94,7 +94,13 @@ def replay(
     all_events: bool = False,
     report: ReplayReport | None = None,
     progress: Callable[[int], None] | None = None,
+    observe: Callable[[Event | None, EngineOutput], None] | None = None,
 ) -> ReplayReport:
+    """Score ``events`` in event-time order and write score lines to ``out``.
+
+    ``observe`` (for evaluation tools) is called with every event and the engine's output
+    for it, then once with ``None`` and the output of the final flush.
+    """
     report = report or ReplayReport()
     engine = DetectionEngine(settings)
     ordered = sorted(events, key=lambda e: e.ts)  # stable: file order among equal times
@@ -121,9 +127,14 @@ def replay(
         row = _EventRow(event, result.score, result.detectors, None)
         rows.append(row)
         collect(result, row)
+        if observe is not None:
+            observe(event, result)
         if progress is not None:
             progress(1)
-    collect(engine.flush(), None)
+    flushed = engine.flush()
+    collect(flushed, None)
+    if observe is not None:
+        observe(None, flushed)
     report.events = len(ordered)
     report.anomalies = len(anomalies)
     if all_events:

@@ -594,6 +594,10 @@ def test_a_custom_profile_runs() -> None:
         tools=CODING_AGENT.tools[:2],
         transitions={},
         exfil=CODING_AGENT.exfil[1:],
+        untrusted_tools=("read_file",),
+        sensitive_tools=(),
+        privileged_tools=CODING_AGENT.privileged_tools[:1],
+        rollout_destinations={},
     )
     fleet = Fleet(3, seed=1, start=START, profiles=(tiny,))
     events = run(fleet, 600)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from heapq import heapify, heapreplace
 from itertools import count
-from typing import Any
+from typing import Any, TypeVar
 
 from agentwatch.schemas.events import Destination, DestinationKind, Event, Status
 from agentwatch.sim.profiles import (
@@ -49,11 +49,12 @@ from agentwatch.sim.profiles import (
     ToolSpec,
 )
 
-__all__ = ["AgentSpec", "Fleet", "InjectedAttack"]
+__all__ = ["AgentSpec", "Fleet", "InjectedAttack", "build_agents", "random_destination"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _HOUR_MS = 3_600_000
+_WEEK_H = 7 * 24
 _METRIC_EVERY_MS = 30_000
 _ERROR_TYPES = ("timeout", "http_502", "rate_limited", "invalid_argument", "connection_reset")
 _TLDS = ("com", "net", "io", "xyz", "top", "ru", "cc", "info", "site", "online", "link")
@@ -230,18 +231,23 @@ class _Agent:
         "actions_left",
         "attack",
         "attack_pending",
+        "boosts",
         "cpu_base",
+        "dests",
         "emitted",
         "fill",
+        "hour_shift",
         "in_session",
         "mem_mb",
         "model_cum",
         "model_dests",
         "pending",
+        "pool_values",
         "prev_tool",
         "profile",
         "rng",
         "session_actions",
+        "session_cost",
         "session_id",
         "session_ms",
         "spec",
@@ -250,6 +256,8 @@ class _Agent:
         "tour_models",
         "trans_cum",
         "usual",
+        "version",
+        "week_curve",
     )
 
     def __init__(
@@ -259,7 +267,49 @@ class _Agent:
         self.spec = spec
         self.profile = profile
         self.rng = rng
+        self.version = spec.agent_version
+        self.hour_shift = (spec.utc_offset_h + 3 * 24) % _WEEK_H  # the epoch was a Thursday
+        self.boosts: list[tuple[int, int, float]] = []  # (start ms, end ms, rate factor)
+        self.pool_values: dict[str, list[str]] = {}
+        self.session_cost = 0.0
         self.fill = _Fill(rng, {**BASE_VOCAB, **profile.vocab})
+        self.dests = dests  # pool name -> the agent's usual destinations
+        self.use_profile(profile, dests)
+        base = [t.weight for t in profile.tools]
+        base_total = sum(base)
+        self.prev_tool = bisect(_cumulative(base), rng.random() * base_total)
+        self.usual = {(d.kind, d.value) for values in dests.values() for d in values}
+        self.usual.update((d.kind, d.value) for d in self.model_dests)
+        # Opening burst: every usual destination once, every model once.
+        tour: list[tuple[int, Destination]] = []
+        for pool, values in dests.items():
+            users = [i for i, t in enumerate(profile.tools) if t.pool == pool]
+            for dest in values:
+                tour.append((rng.choice(users), dest))
+        rng.shuffle(tour)
+        self.tour = deque(tour)
+        self.tour_models = deque(range(len(profile.models)))
+        # Generated events not yet returned, with what they belong to (an attack record).
+        self.pending: deque[tuple[int, Event, Any]] = deque()
+        self.emitted = 0
+        self.in_session = False
+        self.session_id: str | None = None
+        self.session_ms = 0
+        self.session_actions = 0
+        self.actions_left = 0
+        self.action_ms = 0
+        self.attack_pending = False
+        self.attack: InjectedAttack | None = None
+        self.cpu_base = profile.cpu_pct.sample(rng)
+        self.mem_mb = profile.memory_mb.sample(rng)
+
+    def use_profile(self, profile: Profile, dests: dict[str, list[Destination]]) -> None:
+        """Compile the tables the agent draws from: tools, transitions, models, rates."""
+        self.profile = profile
+        # Rate factor per local hour of the week (Monday 00:00 = 0).
+        self.week_curve = tuple(
+            profile.daily_curve[h % 24] * profile.weekly_curve[h // 24] for h in range(_WEEK_H)
+        )
         self.tools = [_Tool(t, dests[t.pool] if t.pool else []) for t in profile.tools]
         self.model_dests = [Destination(kind="host", value=m.host) for m in profile.models]
         self.model_cum = _cumulative([m.weight for m in profile.models])
@@ -277,35 +327,17 @@ class _Agent:
                 for n, w in zip(names, base, strict=True)
             ]
             self.trans_cum.append(_cumulative(mixed))
-        self.prev_tool = bisect(_cumulative(base), rng.random() * base_total)
-        self.usual = {(d.kind, d.value) for values in dests.values() for d in values}
-        self.usual.update((d.kind, d.value) for d in self.model_dests)
-        # Opening burst: every usual destination once, every model once.
-        tour: list[tuple[int, Destination]] = []
-        for pool, values in dests.items():
-            users = [i for i, t in enumerate(profile.tools) if t.pool == pool]
-            for dest in values:
-                tour.append((rng.choice(users), dest))
-        rng.shuffle(tour)
-        self.tour = deque(tour)
-        self.tour_models = deque(range(len(profile.models)))
-        self.pending: deque[tuple[int, Event, InjectedAttack | None]] = deque()
-        self.emitted = 0
-        self.in_session = False
-        self.session_id: str | None = None
-        self.session_ms = 0
-        self.session_actions = 0
-        self.actions_left = 0
-        self.action_ms = 0
-        self.attack_pending = False
-        self.attack: InjectedAttack | None = None
-        self.cpu_base = profile.cpu_pct.sample(rng)
-        self.mem_mb = profile.memory_mb.sample(rng)
 
     # -- helpers ---------------------------------------------------------------------------
 
     def curve(self, ms: int) -> float:
-        return self.profile.daily_curve[(ms // _HOUR_MS + self.spec.utc_offset_h) % 24]
+        """The agent's activity factor at ``ms``: hour of its local week, times any boost."""
+        factor = self.week_curve[(ms // _HOUR_MS + self.hour_shift) % _WEEK_H]
+        if self.boosts:
+            for start, end, boost in self.boosts:
+                if start <= ms < end:
+                    factor *= boost
+        return factor
 
     def args(self, tool_args: tuple[tuple[str, int, Any], ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -327,7 +359,7 @@ class _Agent:
             ts=_EPOCH + ms * _MS,
             agent_id=spec.agent_id,
             type=type_,
-            agent_version=spec.agent_version,
+            agent_version=self.version,
             agent_type=spec.agent_type,
             session_id=self.session_id,
             trace_id=trace_id,
@@ -353,6 +385,7 @@ class _Agent:
         self.in_session = True
         self.session_id = _uuid4(rng)
         self.session_ms = ms
+        self.session_cost = 0.0
         n = max(1, round(self.profile.session_actions.sample(rng)))
         if self.tour:
             n = max(n, len(self.tour) + 3)
@@ -368,6 +401,7 @@ class _Agent:
             "session_end",
             None,
             duration_ms=float(ms - self.session_ms),
+            cost_usd=round(self.session_cost, 6),
             attributes={"actions": self.session_actions},
         )
         self.in_session = False
@@ -377,13 +411,23 @@ class _Agent:
         return [(ms, ev)]
 
     def _llm(self, ms: int, trace_id: str, model_index: int) -> tuple[Event, int]:
-        rng = self.rng
         model: ModelSpec = self.profile.models[model_index]
-        tokens_in = int(model.tokens_in.sample(rng))
-        tokens_out = max(1, int(model.tokens_out.sample(rng)))
+        tokens_in = int(model.tokens_in.sample(self.rng))
+        tokens_out = max(1, int(model.tokens_out.sample(self.rng)))
+        return self._llm_event(ms, trace_id, model_index, tokens_in, tokens_out)
+
+    def _llm_event(
+        self, ms: int, trace_id: str, model_index: int, tokens_in: int, tokens_out: int
+    ) -> tuple[Event, int]:
+        """An LLM call of ``model_index`` with the given usage; cost and latency follow."""
+        model: ModelSpec = self.profile.models[model_index]
         duration = (model.base_latency_ms + tokens_out * model.ms_per_token_out) * (
-            0.75 + 0.5 * rng.random()
+            0.75 + 0.5 * self.rng.random()
         )
+        cost = round(
+            tokens_in * model.usd_per_1k_in / 1000 + tokens_out * model.usd_per_1k_out / 1000, 6
+        )
+        self.session_cost += cost
         ev = self.event(
             ms,
             "llm_call",
@@ -395,10 +439,7 @@ class _Agent:
             model=model.name,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost_usd=round(
-                tokens_in * model.usd_per_1k_in / 1000 + tokens_out * model.usd_per_1k_out / 1000,
-                6,
-            ),
+            cost_usd=cost,
         )
         return ev, int(duration)
 
@@ -414,39 +455,12 @@ class _Agent:
         )
         return ev, duration
 
-    def _action(self) -> list[tuple[int, Event]]:
+    def _tool_call(
+        self, ms: int, trace_id: str, tool: _Tool, dest: Destination | None
+    ) -> tuple[Event, int]:
+        """One call of ``tool`` (to ``dest``) at ``ms``, with the tool's outcome rates."""
         rng = self.rng
-        start = ms = self.action_ms
-        trace_id = f"{rng.getrandbits(128):032x}"
-        out: list[tuple[int, Event]] = []
-        touring = bool(self.tour)
-        dest: Destination | None
-        if touring:
-            index, dest = self.tour.popleft()
-            tool = self.tools[index]
-        else:
-            cum = self.trans_cum[self.prev_tool]
-            index = bisect(cum, rng.random() * cum[-1])
-            tool = self.tools[index]
-            dest = rng.choice(tool.dests) if tool.dests else None
         spec = tool.spec
-        self.prev_tool = index
-        # The LLM decides on the call (and writes its content) ...
-        model_index = -1
-        if self.tour_models:
-            model_index = self.tour_models.popleft()
-        elif not touring and rng.random() < spec.llm_rate:
-            model_index = bisect(self.model_cum, rng.random() * self.model_cum[-1])
-        if model_index >= 0:
-            ev, duration = self._llm(ms, trace_id, model_index)
-            out.append((ms, ev))
-            ms += duration + rng.randint(5, 60)
-        # ... the tool reads its credential now and then ...
-        if spec.secret is not None and not touring and rng.random() < spec.secret_rate:
-            ev, duration = self._secret(ms, trace_id, spec.secret)
-            out.append((ms, ev))
-            ms += duration + rng.randint(1, 10)
-        # ... and the tool runs.
         duration_f = spec.duration_ms.sample(rng)
         roll = rng.random()
         status: Status = "ok"
@@ -475,17 +489,63 @@ class _Agent:
             bytes_out=int(spec.bytes_out.sample(rng)),
             attributes=attributes,
         )
+        return ev, int(duration_f)
+
+    def _action(
+        self, force: tuple[int, Destination | None] | None = None
+    ) -> list[tuple[int, Event]]:
+        """One tool call with what precedes it; ``force`` = (tool index, destination)."""
+        rng = self.rng
+        start = ms = self.action_ms
+        trace_id = f"{rng.getrandbits(128):032x}"
+        out: list[tuple[int, Event]] = []
+        touring = bool(self.tour) and force is None
+        dest: Destination | None
+        if touring:
+            index, dest = self.tour.popleft()
+            tool = self.tools[index]
+        elif force is not None:
+            index, dest = force
+            tool = self.tools[index]
+        else:
+            cum = self.trans_cum[self.prev_tool]
+            index = bisect(cum, rng.random() * cum[-1])
+            tool = self.tools[index]
+            dest = rng.choice(tool.dests) if tool.dests else None
+        spec = tool.spec
+        self.prev_tool = index
+        # The LLM decides on the call (and writes its content) ...
+        model_index = -1
+        if self.tour_models and force is None:
+            model_index = self.tour_models.popleft()
+        elif not touring and rng.random() < spec.llm_rate:
+            model_index = bisect(self.model_cum, rng.random() * self.model_cum[-1])
+        if model_index >= 0:
+            ev, duration = self._llm(ms, trace_id, model_index)
+            out.append((ms, ev))
+            ms += duration + rng.randint(5, 60)
+        # ... the tool reads its credential now and then ...
+        if spec.secret is not None and not touring and rng.random() < spec.secret_rate:
+            ev, duration = self._secret(ms, trace_id, spec.secret)
+            out.append((ms, ev))
+            ms += duration + rng.randint(1, 10)
+        # ... and the tool runs.
+        ev, duration = self._tool_call(ms, trace_id, tool, dest)
         out.append((ms, ev))
-        end = ms + int(duration_f)
+        end = ms + duration
         self.actions_left -= 1
         # Pace: events_per_minute (scaled by the daily curve) counted from action start.
         if touring:
             self.action_ms = end + rng.randint(300, 1200)
         else:
-            mean_ms = len(out) * 60_000 / (self.profile.events_per_minute * self.curve(start))
-            think = max(mean_ms - (end - start), 0.2 * mean_ms)
-            self.action_ms = end + 20 + int(rng.expovariate(1 / think))
+            self.action_ms = self.pace(start, end, len(out))
         return out
+
+    def pace(self, start: int, end: int, events: int) -> int:
+        """When the next action starts after one of ``events`` events from start to end."""
+        mean_ms = events * 60_000 / (self.profile.events_per_minute * self.curve(start))
+        think = max(mean_ms - (end - start), 0.2 * mean_ms)
+        return end + 20 + int(self.rng.expovariate(1 / think))
 
     def _exfiltration(self) -> list[tuple[int, Event]]:
         """A hijacked step: read a secret, then send data to a place never used before."""
@@ -554,10 +614,75 @@ class _Agent:
             ts=_EPOCH + ms * _MS,
             agent_id=self.spec.agent_id,
             type="metric",
-            agent_version=self.spec.agent_version,
+            agent_version=self.version,
             agent_type=self.spec.agent_type,
             metrics={"cpu_pct": round(cpu, 2), "memory_mb": round(self.mem_mb, 1)},
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Building agents (shared by the fleet and the scenario simulation)
+
+_A = TypeVar("_A", bound=_Agent)
+
+
+def shared_destinations(seed: int, profile: Profile) -> dict[str, list[str]]:
+    """The destinations every agent of ``profile``'s group uses, per pool."""
+    rng = random.Random(f"agentwatch-group:{seed}:{profile.group}")
+    fill = _Fill(rng, {**BASE_VOCAB, **profile.vocab})
+    return {
+        name: list(dict.fromkeys(v.format_map(fill) for v in pool.shared))
+        for name, pool in profile.pools.items()
+    }
+
+
+def make_agent(
+    cls: type[_A], profile: Profile, number: int, rng: random.Random, shared: dict[str, list[str]]
+) -> _A:
+    """Agent ``number`` of ``profile``'s group: its usual destinations, version and zone."""
+    fill = _Fill(rng, {**BASE_VOCAB, **profile.vocab})
+    values: dict[str, list[str]] = {}
+    for name, pool in profile.pools.items():
+        chosen = list(shared[name])
+        for _ in range(pool.per_agent):
+            for _attempt in range(20):
+                value = pool.template.format_map(fill)
+                if value not in chosen:
+                    chosen.append(value)
+                    break
+        values[name] = chosen
+    used_pools = {t.pool for t in profile.tools if t.pool is not None}
+    dests = {
+        name: [Destination(kind=profile.pools[name].kind, value=v) for v in vals]
+        for name, vals in values.items()
+        if name in used_pools
+    }
+    spec = AgentSpec(
+        agent_id=f"{profile.group}-{number:02d}",
+        agent_type=profile.group,
+        agent_version=rng.choice(profile.versions),
+        utc_offset_h=rng.choice(profile.utc_offsets),
+        destinations={name: tuple(d.value for d in ds) for name, ds in dests.items()},
+        secrets=profile.secrets,
+        models=tuple(m.name for m in profile.models),
+        profile=profile,
+    )
+    agent = cls(spec, rng, dests)
+    agent.pool_values = values
+    return agent
+
+
+def build_agents(cls: type[_A], n_agents: int, seed: int, profiles: Sequence[Profile]) -> list[_A]:
+    """``n_agents`` agents, round-robin over ``profiles``, numbered per group (``-01``...)."""
+    shared = {p.group: shared_destinations(seed, p) for p in profiles}
+    numbers: dict[str, int] = {}
+    agents: list[_A] = []
+    for i in range(n_agents):
+        profile = profiles[i % len(profiles)]
+        number = numbers[profile.group] = numbers.get(profile.group, 0) + 1
+        rng = random.Random(f"agentwatch-agent:{seed}:{i}")
+        agents.append(make_agent(cls, profile, number, rng, shared[profile.group]))
+    return agents
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,13 +737,8 @@ class Fleet:
         self.agents: list[AgentSpec] = []
         self._agents: list[_Agent] = []
         self._heap: list[tuple[int, int, int]] = []
-        shared = self._shared_destinations(profiles)
-        numbers: dict[str, int] = {}
-        for i in range(n_agents):
-            profile = profiles[i % len(profiles)]
-            number = numbers[profile.group] = numbers.get(profile.group, 0) + 1
-            rng = random.Random(f"agentwatch-agent:{seed}:{i}")
-            agent = self._make_agent(profile, number, rng, shared[profile.group])
+        for i, agent in enumerate(build_agents(_Agent, n_agents, seed, profiles)):
+            rng = agent.rng
             self.agents.append(agent.spec)
             self._agents.append(agent)
             agent.action_ms = self._last_ms + rng.randint(50, 8000)
@@ -631,52 +751,6 @@ class Fleet:
                 (self._last_ms + int(first_attack_s * 1000), next(self._seq), _ATTACK)
             )
         heapify(self._heap)
-
-    # -- construction ----------------------------------------------------------------------
-
-    def _shared_destinations(self, profiles: Sequence[Profile]) -> dict[str, dict[str, list[str]]]:
-        out: dict[str, dict[str, list[str]]] = {}
-        for profile in profiles:
-            rng = random.Random(f"agentwatch-group:{self.seed}:{profile.group}")
-            fill = _Fill(rng, {**BASE_VOCAB, **profile.vocab})
-            out[profile.group] = {
-                name: list(dict.fromkeys(v.format_map(fill) for v in pool.shared))
-                for name, pool in profile.pools.items()
-            }
-        return out
-
-    @staticmethod
-    def _make_agent(
-        profile: Profile, number: int, rng: random.Random, shared: dict[str, list[str]]
-    ) -> _Agent:
-        fill = _Fill(rng, {**BASE_VOCAB, **profile.vocab})
-        values: dict[str, list[str]] = {}
-        for name, pool in profile.pools.items():
-            chosen = list(shared[name])
-            for _ in range(pool.per_agent):
-                for _attempt in range(20):
-                    value = pool.template.format_map(fill)
-                    if value not in chosen:
-                        chosen.append(value)
-                        break
-            values[name] = chosen
-        used_pools = {t.pool for t in profile.tools if t.pool is not None}
-        dests = {
-            name: [Destination(kind=profile.pools[name].kind, value=v) for v in vals]
-            for name, vals in values.items()
-            if name in used_pools
-        }
-        spec = AgentSpec(
-            agent_id=f"{profile.group}-{number:02d}",
-            agent_type=profile.group,
-            agent_version=rng.choice(profile.versions),
-            utc_offset_h=rng.choice(profile.utc_offsets),
-            destinations={name: tuple(d.value for d in ds) for name, ds in dests.items()},
-            secrets=profile.secrets,
-            models=tuple(m.name for m in profile.models),
-            profile=profile,
-        )
-        return _Agent(spec, rng, dests)
 
     @staticmethod
     def _refill(agent: _Agent) -> None:
