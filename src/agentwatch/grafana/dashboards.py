@@ -1,6 +1,6 @@
 """The agentwatch Grafana dashboards, as Python data.
 
-Two dashboards read the ClickHouse tables of :mod:`agentwatch.storage` through the
+Three dashboards read the ClickHouse tables of :mod:`agentwatch.storage` through the
 ``grafana-clickhouse-datasource`` plugin (data source uid ``agentwatch-clickhouse``, see
 ``deploy/grafana/provisioning``):
 
@@ -12,6 +12,20 @@ Two dashboards read the ClickHouse tables of :mod:`agentwatch.storage` through t
 * **agentwatch agent** (uid ``agentwatch-agent``): one agent (single-value variable
   ``agent``) — its activity, anomalies, destinations, secrets and latest events. Every
   agent id on the overview links here as ``/d/agentwatch-agent/agentwatch-agent?var-agent=<id>``.
+* **agentwatch operations** (uid ``agentwatch-operations``): for the on-call engineer and the
+  detection owner, over the tables of migrations 0002 (models) and 0003 (alerting) — alerts
+  firing / acknowledged now and resolved, the open alerts, alerts opened by severity, active
+  silences, notifications by receiver and outcome, per-receiver delivery, undelivered
+  notifications (dead letters) with their reason; agents with a model and state sizes,
+  snapshots by reason, the largest model states, baseline changes with who and why, and the
+  analyst feedback log. Same ``agent`` variable as the overview (receiver, dead-letter and
+  silence panels are not per agent; alerts grouped without ``agent_id`` show under All
+  only); agent ids link to the agent dashboard. It never reads
+  a column that may hold a secret or a blob (dead letters' ``notification``, ``dedup_key``,
+  alerts' ``recent``, model ``state``): receivers are stored by name, reasons scrubbed.
+
+The overview and the operations dashboard link to each other (keeping the time range and
+``agent``); both link to the agent dashboard, which links back to both.
 
 Regenerate the committed JSON after changing this module::
 
@@ -19,16 +33,23 @@ Regenerate the committed JSON after changing this module::
 
 Conventions of the SQL:
 
-* ``events``, ``anomalies`` and ``dead_letters`` are read with ``FINAL`` (Kafka delivery is
-  at-least-once; the ReplacingMergeTree tables collapse redeliveries only in merges).
+* ReplacingMergeTree tables are read with ``FINAL``: ``events``, ``anomalies`` and
+  ``dead_letters`` (Kafka delivery is at-least-once; redeliveries collapse only in merges),
+  ``alerts`` and ``silences`` (every state change is a new version), ``model_latest``,
+  ``feedback`` and ``baseline_changes``. The append-only logs ``model_snapshots``,
+  ``alert_notifications`` and ``alert_dead_letters``, where a retried insert can leave the
+  same row twice, are read with ``LIMIT 1 BY`` their key (or ``uniqExact`` of it).
   ``agent_stats_1m`` (a SummingMergeTree filled by a materialized view) is read with
   ``sum()`` and ``GROUP BY``; panels on it have a minimum interval of one minute.
+* Panels about the current state — alerts firing now, open alerts, silences in force, the
+  newest model of each agent — ignore the time range (an alert opened last week may still
+  be firing); every other panel is limited to it with ``$__timeFilter``.
 * Time ranges and buckets use the plugin's macros (``$__timeFilter(ts)``,
   ``$__timeInterval(ts)``, ``$__interval_s``); :func:`expand_macros` turns them into plain
   ClickHouse SQL the same way the plugin does, so the queries can be tested.
-* The overview's ``agent`` variable has the custom all value ``'__all__'``, which Grafana
-  inserts verbatim (custom all values are not formatted), so one filter works for "All"
-  and for any selection without listing every agent::
+* The ``agent`` variable of the overview and operations has the custom all value
+  ``'__all__'``, which Grafana inserts verbatim (custom all values are not formatted), so
+  one filter works for "All" and for any selection without listing every agent::
 
     ('__all__' IN (${agent:singlequote}) OR agent_id IN (${agent:singlequote}))
 """
@@ -50,6 +71,7 @@ __all__ = [
     "DATASOURCE_TYPE",
     "DATASOURCE_UID",
     "DEFAULT_DATABASE",
+    "OPERATIONS_DASHBOARD_UID",
     "OVERVIEW_DASHBOARD_UID",
     "SUPPORTED_MACROS",
     "Raw",
@@ -72,6 +94,8 @@ OVERVIEW_DASHBOARD_UID = "agentwatch-overview"
 OVERVIEW_TITLE = "agentwatch overview"
 AGENT_DASHBOARD_UID = "agentwatch-agent"
 AGENT_TITLE = "agentwatch agent"
+OPERATIONS_DASHBOARD_UID = "agentwatch-operations"
+OPERATIONS_TITLE = "agentwatch operations"
 
 #: The overview's custom "All" value of ``agent``, inserted by Grafana as it is.
 ALL_AGENTS_VALUE = "'__all__'"
@@ -159,6 +183,27 @@ def _severity_color_overrides() -> list[Json]:
 
 def _agent_link(title: str = "Open agent ${__data.fields.agent_id}") -> list[Json]:
     return [{"title": title, "url": _AGENT_LINK}]
+
+
+def _dashboard_link(title: str, tooltip: str, uid: str, *, include_vars: bool = False) -> Json:
+    """A link in the dashboard's header to the dashboard ``uid`` (keeping the time range)."""
+    slug = {
+        OVERVIEW_DASHBOARD_UID: OVERVIEW_TITLE,
+        AGENT_DASHBOARD_UID: AGENT_TITLE,
+        OPERATIONS_DASHBOARD_UID: OPERATIONS_TITLE,
+    }[uid].replace(" ", "-")
+    return {
+        "asDropdown": False,
+        "icon": "dashboard",
+        "includeVars": include_vars,
+        "keepTime": True,
+        "tags": [],
+        "targetBlank": False,
+        "title": title,
+        "tooltip": tooltip,
+        "type": "link",
+        "url": f"/d/{uid}/{slug}",
+    }
 
 
 def _by_name(name: str, *properties: tuple[str, Any]) -> Json:
@@ -354,6 +399,40 @@ def _per_agent_bars(title: str, description: str, sql: str, *, unit: str) -> Jso
             "minVizHeight": 16,
             "minVizWidth": 8,
             "maxVizHeight": 300,
+        },
+    )
+
+
+def _barchart(title: str, description: str, sql: str, *, x_field: str, unit: str) -> Json:
+    """Vertical bars, one per row (the query returns the label ``x_field`` and numbers)."""
+    return _panel(
+        "barchart",
+        title,
+        description,
+        [_target(sql, FORMAT_TABLE)],
+        defaults={
+            "unit": unit,
+            "min": 0,
+            "custom": {"fillOpacity": 80, "gradientMode": "none", "lineWidth": 1},
+        },
+        options={
+            "barRadius": 0,
+            "barWidth": 0.9,
+            "fullHighlight": False,
+            "groupWidth": 0.7,
+            "legend": {
+                "calcs": [],
+                "displayMode": "list",
+                "placement": "bottom",
+                "showLegend": False,
+            },
+            "orientation": "vertical",
+            "showValue": "auto",
+            "stacking": "none",
+            "tooltip": {"mode": "single", "sort": "none"},
+            "xField": x_field,
+            "xTickLabelRotation": 0,
+            "xTickLabelSpacing": 0,
         },
     )
 
@@ -775,18 +854,13 @@ LIMIT 15
         panels=layout.panels,
         variables=[_agent_variable(database, multi=True)],
         links=[
-            {
-                "asDropdown": False,
-                "icon": "dashboard",
-                "includeVars": False,
-                "keepTime": True,
-                "tags": [],
-                "targetBlank": False,
-                "title": "Agent drill-down",
-                "tooltip": "One agent in detail",
-                "type": "link",
-                "url": f"/d/{AGENT_DASHBOARD_UID}/agentwatch-agent",
-            }
+            _dashboard_link("Agent drill-down", "One agent in detail", AGENT_DASHBOARD_UID),
+            _dashboard_link(
+                "Operations",
+                "Alerts, notifications, silences, models and baseline changes",
+                OPERATIONS_DASHBOARD_UID,
+                include_vars=True,
+            ),
         ],
         time_from="now-6h",
     )
@@ -1155,20 +1229,564 @@ LIMIT 1000
         panels=layout.panels,
         variables=[_agent_variable(database, multi=False)],
         links=[
-            {
-                "asDropdown": False,
-                "icon": "dashboard",
-                "includeVars": False,
-                "keepTime": True,
-                "tags": [],
-                "targetBlank": False,
-                "title": "Fleet overview",
-                "tooltip": "All agents",
-                "type": "link",
-                "url": f"/d/{OVERVIEW_DASHBOARD_UID}/agentwatch-overview",
-            }
+            _dashboard_link("Fleet overview", "All agents", OVERVIEW_DASHBOARD_UID),
+            _dashboard_link(
+                "Operations",
+                "Alerts, notifications, silences, models and baseline changes",
+                OPERATIONS_DASHBOARD_UID,
+            ),
         ],
         annotations=[anomaly_annotation],
+        time_from="now-24h",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Operations: alerting and models
+
+
+def _operations(database: str) -> Json:
+    f = _OVERVIEW_AGENT_FILTER
+    layout = _Layout()
+
+    def stat(title: str, description: str, template: str, **kw: Any) -> None:
+        layout.add(_stat(title, description, _sql(template, database, f), **kw), 4, 4)
+
+    severity_cell = _by_name(
+        "severity",
+        ("mappings", _severity_mappings()),
+        ("custom.cellOptions", {"type": "color-background", "mode": "basic"}),
+        ("custom.width", 90),
+    )
+
+    layout.row("Alerts")
+    stat(
+        "Firing now",
+        "Alerts firing now and not acknowledged, whatever the time range (each alert is an "
+        "episode of a group of anomalies, from its first anomaly to its resolve).",
+        """
+SELECT count() AS firing
+FROM {db}.alerts FINAL
+WHERE status = 'firing' AND acked_by = '' AND {agent}
+""",
+        defaults={"thresholds": _thresholds(("green", None), ("red", 1.0))},
+    )
+    stat(
+        "Acknowledged now",
+        "Alerts firing now that someone acknowledged (no more repeats), whatever the time range.",
+        """
+SELECT count() AS acknowledged
+FROM {db}.alerts FINAL
+WHERE status = 'firing' AND acked_by != '' AND {agent}
+""",
+        defaults={"thresholds": _thresholds(("green", None), ("yellow", 1.0))},
+    )
+    stat(
+        "Resolved",
+        "Alerts resolved in the time range (no new anomaly for resolve_timeout).",
+        """
+SELECT count() AS resolved
+FROM {db}.alerts FINAL
+WHERE status = 'resolved' AND $__timeFilter(resolved_at) AND started_at <= $__toTime
+    AND {agent}
+""",
+    )
+    stat(
+        "Opened",
+        "Alerts whose first anomaly is in the time range.",
+        """
+SELECT count() AS opened
+FROM {db}.alerts FINAL
+WHERE $__timeFilter(started_at) AND {agent}
+""",
+    )
+    stat(
+        "Undelivered",
+        "Notifications that reached no receiver in the time range (dead letters: failed, "
+        "gave_up, circuit_open). Not filtered by agent.",
+        """
+SELECT uniqExact(notification_id, receiver) AS undelivered
+FROM {db}.alert_dead_letters
+WHERE $__timeFilter(ts)
+""",
+        defaults={"thresholds": _thresholds(("green", None), ("red", 1.0))},
+    )
+    stat(
+        "Silences in force",
+        "Silences in force now, whatever the time range. Not filtered by agent.",
+        """
+SELECT count() AS silences
+FROM {db}.silences FINAL
+WHERE starts_at <= now64(3) AND ends_at > now64(3)
+""",
+        defaults={"thresholds": _thresholds(("green", None), ("yellow", 1.0))},
+    )
+
+    layout.add(
+        _table(
+            "Open alerts",
+            "Alerts firing now, whatever the time range: not acknowledged first, then by "
+            "severity and score. anomalies counts the episode's anomalies, folded those the "
+            "storm guard did not list, notifications the notifications made so far. Use "
+            "alert_id with `agentwatch alerts show` / `ack`. Click an agent id to open its "
+            "dashboard (alerts grouped by other labels have none).",
+            _sql(
+                """
+SELECT
+    agent_id,
+    route,
+    severity,
+    max_score,
+    title,
+    anomaly_count AS anomalies,
+    folded_total AS folded,
+    notifications,
+    started_at AS first_seen,
+    last_anomaly_at AS last_seen,
+    acked_by,
+    alert_id
+FROM {db}.alerts FINAL
+WHERE status = 'firing' AND {agent}
+ORDER BY acked_by != '', indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) DESC,
+    max_score DESC, last_seen DESC, alert_id
+LIMIT 500
+""",
+                database,
+                f,
+            ),
+            overrides=[
+                _by_name("agent_id", ("links", _agent_link())),
+                severity_cell,
+                _by_name(
+                    "max_score",
+                    ("custom.cellOptions", {"type": "color-background", "mode": "basic"}),
+                    ("thresholds", _SCORE_THRESHOLDS),
+                    ("decimals", 1),
+                    ("min", 0),
+                    ("max", 100),
+                    ("custom.width", 90),
+                ),
+                _by_name("first_seen", ("custom.width", 180)),
+                _by_name("last_seen", ("custom.width", 180)),
+            ],
+        ),
+        24,
+        10,
+    )
+
+    layout.add(
+        _timeseries(
+            "Alerts opened by severity",
+            "Alerts per interval of their first anomaly, by the highest severity of the episode.",
+            _sql(
+                """
+SELECT
+    $__timeInterval(started_at) AS time,
+    severity,
+    count() AS alerts
+FROM {db}.alerts FINAL
+WHERE $__timeFilter(started_at) AND {agent}
+GROUP BY time, severity
+ORDER BY time, severity
+""",
+                database,
+                f,
+            ),
+            series_label="severity",
+            stacked=True,
+            bars=True,
+            overrides=_severity_color_overrides(),
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _table(
+            "Active silences",
+            "Silences in force now or scheduled (state pending), whatever the time range: "
+            "anomalies matching all matchers of one are not notified. Expire one with "
+            "`agentwatch alerts silence expire <silence_id>`.",
+            _sql(
+                """
+SELECT
+    if(starts_at <= now64(3), 'active', 'pending') AS state,
+    arrayStringConcat(matchers, ', ') AS matching,
+    created_by,
+    comment,
+    starts_at,
+    ends_at,
+    silence_id
+FROM {db}.silences FINAL
+WHERE ends_at > now64(3)
+ORDER BY ends_at, silence_id
+LIMIT 500
+""",
+                database,
+            ),
+            overrides=[
+                _by_name("comment", ("custom.cellOptions", {"type": "auto", "wrapText": True}))
+            ],
+        ),
+        12,
+        8,
+    )
+
+    layout.row("Notifications")
+    layout.add(
+        _timeseries(
+            "Notifications by receiver and outcome",
+            "Delivery attempts per interval, by receiver and outcome (delivered, retry, "
+            "failed, gave_up, circuit_open, skipped). Not filtered by agent.",
+            _sql(
+                """
+SELECT
+    $__timeInterval(ts) AS time,
+    concat(receiver, ' / ', outcome) AS receiver_outcome,
+    count() AS attempts
+FROM
+(
+    SELECT ts, receiver, outcome
+    FROM {db}.alert_notifications
+    WHERE $__timeFilter(ts)
+    LIMIT 1 BY notification_id, receiver, attempt, outcome
+)
+GROUP BY time, receiver_outcome
+ORDER BY time, receiver_outcome
+""",
+                database,
+            ),
+            series_label="receiver_outcome",
+            stacked=True,
+            bars=True,
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _table(
+            "Receivers",
+            "Per receiver in the time range: notifications delivered, retried attempts, "
+            "notifications not delivered (failed, gave_up, circuit_open), skipped (receiver "
+            "disabled or no such kind), and the 95th percentile of the delivery time. Not "
+            "filtered by agent.",
+            _sql(
+                """
+SELECT
+    receiver,
+    any(integration) AS integration,
+    countIf(outcome = 'delivered') AS delivered,
+    countIf(outcome = 'retry') AS retries,
+    countIf(outcome IN ('failed', 'gave_up', 'circuit_open')) AS undelivered,
+    countIf(outcome = 'skipped') AS skipped,
+    round(quantileIf(0.95)(duration_ms, outcome = 'delivered'), 1) AS p95_delivery_ms,
+    max(ts) AS last_attempt
+FROM
+(
+    SELECT ts, receiver, integration, outcome, duration_ms
+    FROM {db}.alert_notifications
+    WHERE $__timeFilter(ts)
+    LIMIT 1 BY notification_id, receiver, attempt, outcome
+)
+GROUP BY receiver
+ORDER BY undelivered DESC, receiver
+LIMIT 100
+""",
+                database,
+            ),
+            overrides=[
+                _by_name(
+                    "undelivered",
+                    ("custom.cellOptions", {"type": "color-text"}),
+                    ("thresholds", _thresholds(("green", None), ("red", 1.0))),
+                ),
+                _by_name("p95_delivery_ms", ("unit", "ms")),
+            ],
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _table(
+            "Undelivered notifications",
+            "Dead letters: notifications not delivered in the time range, with the reason "
+            "(HTTP status and the receiver's answer, scrubbed of secrets). Receivers are "
+            "named, never their URL or key. Inspect one with `agentwatch alerts "
+            "dead-letters`. Not filtered by agent.",
+            _sql(
+                """
+SELECT
+    ts AS time,
+    receiver,
+    integration,
+    route,
+    kind,
+    outcome,
+    attempts,
+    reason,
+    alert_id,
+    notification_id
+FROM {db}.alert_dead_letters
+WHERE $__timeFilter(ts)
+ORDER BY ts DESC, notification_id, receiver
+LIMIT 1 BY notification_id, receiver
+LIMIT 200
+""",
+                database,
+            ),
+            overrides=[
+                _by_name("time", ("custom.width", 180)),
+                _by_name("reason", ("custom.cellOptions", {"type": "auto", "wrapText": True})),
+            ],
+        ),
+        24,
+        8,
+    )
+
+    layout.row("Models")
+    stat(
+        "Agents with a model",
+        "Agents with a stored model (their newest snapshot), whatever the time range.",
+        """
+SELECT count() AS agents
+FROM {db}.model_latest FINAL
+WHERE {agent}
+""",
+    )
+    stat(
+        "Model state, total",
+        "Size of the newest snapshot of every agent, summed: what workers restore.",
+        """
+SELECT sum(size_bytes) AS total_state
+FROM {db}.model_latest FINAL
+WHERE {agent}
+""",
+        unit="bytes",
+    )
+    stat(
+        "Largest model state",
+        "Size of the largest newest snapshot of an agent.",
+        """
+SELECT max(size_bytes) AS largest
+FROM {db}.model_latest FINAL
+WHERE {agent}
+""",
+        unit="bytes",
+    )
+    stat(
+        "Snapshots written",
+        "Model snapshots written in the time range (all reasons).",
+        """
+SELECT uniqExact(agent_id, snapshot_id) AS snapshots
+FROM {db}.model_snapshots
+WHERE $__timeFilter(ts) AND {agent}
+""",
+    )
+    stat(
+        "Baselines changed",
+        "Baseline changes in the time range: new agent_version, benign verdicts, reverts.",
+        """
+SELECT count() AS changes
+FROM {db}.baseline_changes FINAL
+WHERE $__timeFilter(ts) AND {agent}
+""",
+    )
+    stat(
+        "Feedback applied",
+        "Analyst actions (benign verdicts, reverts) sent in the time range and applied.",
+        """
+SELECT count() AS feedback
+FROM {db}.feedback FINAL
+WHERE $__timeFilter(ts) AND {agent}
+""",
+    )
+
+    layout.add(
+        _timeseries(
+            "Snapshots by reason",
+            "Model snapshots written per interval, by reason: periodic (agents that "
+            "changed), revoke (partition moved), shutdown, feedback, revert.",
+            _sql(
+                """
+SELECT
+    $__timeInterval(ts) AS time,
+    reason,
+    count() AS snapshots
+FROM
+(
+    SELECT ts, reason
+    FROM {db}.model_snapshots
+    WHERE $__timeFilter(ts) AND {agent}
+    LIMIT 1 BY agent_id, snapshot_id
+)
+GROUP BY time, reason
+ORDER BY time, reason
+""",
+                database,
+                f,
+            ),
+            series_label="reason",
+            stacked=True,
+            bars=True,
+        ),
+        8,
+        9,
+    )
+    layout.add(
+        _barchart(
+            "Model state size distribution",
+            "Agents by the size of their newest snapshot (power-of-two buckets, from 1 KiB), "
+            "whatever the time range.",
+            _sql(
+                """
+SELECT
+    concat('≤ ', formatReadableSize(exp2(bucket))) AS size,
+    count() AS agents
+FROM
+(
+    SELECT greatest(10, toUInt32(ceil(log2(greatest(size_bytes, 1))))) AS bucket
+    FROM {db}.model_latest FINAL
+    WHERE {agent}
+)
+GROUP BY bucket
+ORDER BY bucket
+""",
+                database,
+                f,
+            ),
+            x_field="size",
+            unit="short",
+        ),
+        8,
+        9,
+    )
+    layout.add(
+        _table(
+            "Largest model states",
+            "Agents with the largest newest snapshot: size, events the model has seen, "
+            "when and why it was taken. Click an agent id to open its dashboard.",
+            _sql(
+                """
+SELECT
+    agent_id,
+    size_bytes,
+    events,
+    ts AS snapshot_at,
+    reason,
+    snapshot_id
+FROM {db}.model_latest FINAL
+WHERE {agent}
+ORDER BY size_bytes DESC, agent_id
+LIMIT 20
+""",
+                database,
+                f,
+            ),
+            overrides=[
+                _by_name("agent_id", ("links", _agent_link())),
+                _by_name("size_bytes", ("unit", "bytes")),
+            ],
+        ),
+        8,
+        9,
+    )
+
+    layout.add(
+        _table(
+            "Baseline changes",
+            "Every change of a baseline other than learning, in the time range: "
+            "version_change (a new agent_version re-baselined the agent), benign (an analyst "
+            "accepted flagged keys), revert (the model went back to a snapshot). who and why "
+            "come from the analyst's feedback (empty for version changes). Click an agent "
+            "id to open its dashboard.",
+            _sql(
+                """
+SELECT
+    c.ts AS time,
+    c.agent_id AS agent_id,
+    c.kind AS kind,
+    f.who AS who,
+    f.why AS why,
+    c.detail AS detail
+FROM
+(
+    SELECT ts, agent_id, kind, detail
+    FROM {db}.baseline_changes FINAL
+    WHERE $__timeFilter(ts) AND {agent}
+) AS c
+LEFT JOIN
+(
+    SELECT applied_at, agent_id, action, who, why
+    FROM {db}.feedback FINAL
+    WHERE $__timeFilter(applied_at) AND {agent}
+) AS f ON f.agent_id = c.agent_id AND f.action = c.kind AND f.applied_at = c.ts
+ORDER BY time DESC, agent_id, kind, detail
+LIMIT 500
+""",
+                database,
+                f,
+            ),
+            overrides=[
+                _by_name("agent_id", ("links", _agent_link())),
+                _by_name("time", ("custom.width", 180)),
+                _by_name("detail", ("custom.cellOptions", {"type": "auto", "wrapText": True})),
+            ],
+        ),
+        24,
+        9,
+    )
+    layout.add(
+        _table(
+            "Analyst feedback",
+            "Analyst actions sent in the time range, as applied by the worker holding the "
+            "agent: benign verdicts (the keys joined the baseline; anomaly_id is where "
+            "they came from) and reverts (to snapshot_id). Click an agent id to open its "
+            "dashboard.",
+            _sql(
+                """
+SELECT
+    ts AS time,
+    applied_at,
+    agent_id,
+    action,
+    who,
+    why,
+    arrayStringConcat(keys, ' ') AS baseline_keys,
+    anomaly_id,
+    snapshot_id,
+    feedback_id
+FROM {db}.feedback FINAL
+WHERE $__timeFilter(ts) AND {agent}
+ORDER BY ts DESC, feedback_id
+LIMIT 500
+""",
+                database,
+                f,
+            ),
+            overrides=[
+                _by_name("agent_id", ("links", _agent_link())),
+                _by_name("time", ("custom.width", 180)),
+                _by_name("why", ("custom.cellOptions", {"type": "auto", "wrapText": True})),
+            ],
+        ),
+        24,
+        9,
+    )
+
+    return _dashboard(
+        uid=OPERATIONS_DASHBOARD_UID,
+        title=OPERATIONS_TITLE,
+        description=(
+            "On-call and detection owner: alerts, notifications, dead letters and silences; "
+            "model snapshots, state sizes, baseline changes and analyst feedback."
+        ),
+        panels=layout.panels,
+        variables=[_agent_variable(database, multi=True)],
+        links=[
+            _dashboard_link(
+                "Fleet overview", "All agents", OVERVIEW_DASHBOARD_UID, include_vars=True
+            ),
+            _dashboard_link("Agent drill-down", "One agent in detail", AGENT_DASHBOARD_UID),
+        ],
         time_from="now-24h",
     )
 
@@ -1184,6 +1802,7 @@ def render_dashboards(database: str = DEFAULT_DATABASE) -> dict[str, Json]:
     return {
         f"{OVERVIEW_DASHBOARD_UID}.json": _overview(database),
         f"{AGENT_DASHBOARD_UID}.json": _agent(database),
+        f"{OPERATIONS_DASHBOARD_UID}.json": _operations(database),
     }
 
 
