@@ -66,7 +66,8 @@ def test_known_traffic_scores_zero_and_new_destination_flags_with_explanation() 
     assert e.process(ev(seconds=t, host="H1.Example.com.", session="x")).score == 0.0
     out = e.process(ev(seconds=t + 1, host="drop.evil.example", session="x"))
     assert out.score >= 50
-    assert set(out.detectors) == {"new_destination", "new_tool_destination"}
+    # the pair http_post → drop.evil.example is new too, but it is the same novelty
+    assert set(out.detectors) == {"new_destination"}
     (anomaly,) = out.anomalies
     assert "drop.evil.example" in anomaly.explanation
     assert "typical 0 new" in anomaly.explanation
@@ -106,10 +107,7 @@ def test_feedback_benign_adds_the_flagged_keys_to_the_baseline() -> None:
     t = baseline(e)
     out = e.process(ev(seconds=t, host="partner.example"))
     keys = out.anomalies[0].labels["keys"].split()
-    assert sorted(keys) == [
-        "destination/host/partner.example",
-        "tool_destination/http_post>host/partner.example",
-    ]
+    assert sorted(keys) == ["destination/host/partner.example"]
     e.accept("a", keys)
     assert e.process(ev(seconds=t + 1, host="partner.example")).score == 0.0
 
@@ -134,8 +132,30 @@ def test_new_tool_and_transition() -> None:
     e = engine()
     t = baseline(e)
     out = e.process(ev(seconds=t, tool="delete_repository", session="q"))
-    assert {"new_tool", "new_transition"} <= set(out.detectors)
+    # a transition into a new tool is the new tool's finding, not a second one
+    assert set(out.detectors) == {"new_tool"}
     assert out.score >= 50
+    # two known tools in an order never seen: the transition alone
+    e2 = engine()
+    t = start = 0.0
+    for i in range(600):  # sessions of "search" then "http_post", never the reverse
+        tool = "search" if i % 2 == 0 else "http_post"
+        e2.process(ev(seconds=start + i, tool=tool, session=f"s{i // 20}"))
+        t = start + i
+    first = e2.process(ev(seconds=t + 1, tool="http_post", session="r"))
+    assert first.detectors == ("new_transition",)  # session start → http_post
+    out = e2.process(ev(seconds=t + 2, tool="http_post", session="r"))
+    assert out.detectors == ("new_transition",)
+    assert out.score >= 50
+    assert "http_post → http_post" in out.anomalies[0].explanation
+
+
+def test_known_destination_through_a_new_tool_is_a_new_pair() -> None:
+    e = engine()
+    t = baseline(e)
+    out = e.process(ev(seconds=t, tool="send_email", host="h1.example.com", session="m"))
+    assert "new_tool_destination" in out.detectors
+    assert "new_destination" not in out.detectors
 
 
 def test_warming_up_agent_is_scored_against_its_peer_group() -> None:

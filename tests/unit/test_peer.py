@@ -91,8 +91,13 @@ def test_registered_and_a_window_detector() -> None:
 def test_one_model_per_peer_group_never_per_agent(trained: PeerGroupDetector) -> None:
     assert trained.models() == len(PROFILES) == 3
     assert sorted(trained.group_names()) == sorted(PROFILES)
-    assert trained.agents() == 0
-    assert trained.state_of("support-0") is None
+    # per agent only the calibration counts: a few floats
+    assert trained.agents() == 18
+    state = trained.state_of("support-0")
+    assert state is not None
+    assert set(state) == {"c"}
+    assert len(msgspec.msgpack.encode(state)) < 100
+    assert trained.state_of("nobody") is None
 
 
 def test_a_window_typical_for_its_group_is_not_flagged(trained: PeerGroupDetector) -> None:
@@ -212,3 +217,35 @@ def test_cost_per_window_is_small(trained: PeerGroupDetector) -> None:
         detector.learn(w)
     per_window = (time.perf_counter() - started) / len(windows)
     assert per_window < 2e-3  # ≈ 30–60 µs here; generous for slow CI machines
+
+
+def test_silent_windows_are_neither_scored_nor_learned(trained: PeerGroupDetector) -> None:
+    quiet = window(900, "support-3", "support", {"events": 0.0, "tool_calls": 0.0})
+    assert trained.score(quiet) is None
+    before = trained.group_state_of("support")
+    trained.learn(quiet)
+    assert trained.group_state_of("support") == before
+
+
+def test_an_agent_always_at_the_edge_of_its_group_is_calibrated_on_its_own_record() -> None:
+    """One support bot always sends about five times the group's bytes: odd for the group,
+    ordinary for itself — after calibration it is flagged about as rarely as the others."""
+    detector = PeerGroupDetector()
+    rng = np.random.default_rng(11)
+    fleet(detector, rng, 100)
+    flagged = []
+    for i in range(100, 700):
+        values = activity(rng, "support")
+        values["bytes_out"] *= 5.0
+        w = window(i, "support-edge", "support", values)
+        finding = detector.score(w)
+        flagged.append(finding is not None and finding.p <= FLAG_P)
+        if finding is None or finding.p > 0.1:
+            detector.learn(w)
+        else:
+            detector.observe(w)
+        for k in range(3):  # the rest of the group keeps working
+            normal = window(i, f"support-{k}", "support", activity(rng, "support"))
+            if detector.score(normal) is None:
+                detector.learn(normal)
+    assert np.mean(flagged[300:]) <= 0.03

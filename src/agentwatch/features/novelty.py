@@ -80,6 +80,14 @@ class NoveltyMemory:
         if memory is None:
             memory = self._get(owner)
         store = memory.keys
+        if not count:  # remembering only (no discovery statistics)
+            for key in keys:
+                last = store.get(key)
+                if last is None or now > last:
+                    store[key] = now
+            if len(store) > self.capacity:
+                self._evict(memory)
+            return
         forget = self.forget_after_s
         decay = self._decay
         for key in keys:
@@ -99,6 +107,10 @@ class NoveltyMemory:
         keep = self.capacity - max(1, self.capacity // 10)
         ranked = sorted(memory.keys.items(), key=lambda item: item[1], reverse=True)[:keep]
         memory.keys = OrderedDict(sorted(ranked, key=lambda item: item[1]))
+
+    def forget(self, owner: str) -> None:
+        """Drop an owner's memory."""
+        self._owners.pop(owner, None)
 
     def state_of(self, owner: str) -> dict[str, Any] | None:
         memory = self._owners.get(owner)

@@ -17,8 +17,8 @@ group), serialisable with :meth:`state_of`/:meth:`load_state` for snapshots.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from agentwatch.config import DetectSettings
 from agentwatch.features.context import EventContext
@@ -70,6 +70,13 @@ class EventDetector(Protocol):
 
 @runtime_checkable
 class WindowDetector(Protocol):
+    """A detector of closed windows and sessions.
+
+    Optional: ``observe(window)``, called by the engine for a scored window it does not
+    learn (it was flagged) — to count it in a calibration or a fast average without
+    teaching the baseline.
+    """
+
     name: str
 
     def score(self, window: WindowFeatures) -> Finding | None: ...
@@ -110,3 +117,54 @@ def build_detectors(settings: DetectSettings, names: list[str] | None = None) ->
     if unknown:
         raise ValueError(f"unknown detector(s) {unknown}; known: {sorted(REGISTRY)}")
     return [REGISTRY[n](settings) for n in chosen]
+
+
+# -- helpers shared by the detectors -----------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def settings_overrides(settings: object, prefix: str, config_type: type[T]) -> dict[str, Any]:
+    """Scalar fields of the dataclass ``config_type`` that ``settings`` sets as ``prefix+name``.
+
+    Lets a detector factory read ``DetectSettings.rate_alpha`` into ``RateConfig.alpha``
+    when the settings object has such a field (of the default's type), and keep the
+    default otherwise. Rule tables (tuples) are never read from settings.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Config:
+    ...     alpha: float = 0.03
+    ...     rules: tuple[str, ...] = ()
+    >>> class S:
+    ...     rate_alpha = 0.1
+    ...     rate_rules = ("x",)
+    >>> settings_overrides(S(), "rate_", Config)
+    {'alpha': 0.1}
+    """
+    out: dict[str, Any] = {}
+    for spec in fields(config_type):  # type: ignore[arg-type]
+        value = getattr(settings, prefix + spec.name, None)
+        default = spec.default
+        if value is None or isinstance(default, tuple):
+            continue  # rule tables are code-level configuration, not settings
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if ok:
+            out[spec.name] = value
+    return out
+
+
+def fmt(x: float) -> str:
+    """A short human-readable number for explanations.
+
+    >>> fmt(12.0), fmt(0.0123), fmt(2_500_000.0), fmt(3.14159)
+    ('12', '0.0123', '2.5e+06', '3.14')
+    """
+    if x == int(x) and abs(x) < 1e6:
+        return str(int(x))
+    return f"{x:.3g}"

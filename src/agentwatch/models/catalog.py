@@ -1,8 +1,10 @@
 """Imports every built-in detector module so that each registers itself."""
 
 from agentwatch.models import (  # noqa: F401
+    argument_size,
     drift,
     metric,
+    new_argument,
     new_destination,
     new_tool,
     new_tool_destination,

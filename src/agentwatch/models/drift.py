@@ -56,9 +56,10 @@ from typing import Any
 
 from agentwatch.config import DetectSettings
 from agentwatch.features.windows import WindowFeatures
-from agentwatch.models.base import Finding, register
+from agentwatch.models.base import Finding, fmt, register, settings_overrides
 from agentwatch.models.calibration import bonferroni, normal_sf
-from agentwatch.models.rate import N_CAP, FeatureRule, fmt, settings_overrides
+from agentwatch.models.rate import FeatureRule
+from agentwatch.models.robust import N_CAP, RuleBook
 from agentwatch.schemas.anomaly import Contribution
 
 __all__ = ["DRIFT_RULES", "DriftConfig", "DriftDetector"]
@@ -179,22 +180,13 @@ class DriftDetector:
         # E[(y - fast)^2] = noise variance · (1 + fast variance factor): undo it.
         self._residual_factor = 1.0 + cfg.fast_alpha / (2.0 - cfg.fast_alpha)
         self._min_change = math.log1p(cfg.min_change)
-        self._resolved: dict[str, FeatureRule | None] = {}
+        self._book: RuleBook[FeatureRule] = RuleBook(cfg.rules)
         self._agents: dict[str, dict[str, list[float]]] = {}
         self._pending: dict[str, WindowFeatures] = {}  # last scored window, per agent
 
     def rule_for(self, feature: str) -> FeatureRule | None:
         """The rule watching ``feature`` (``None``: not watched)."""
-        try:
-            return self._resolved[feature]
-        except KeyError:
-            pass
-        rule = next((r for r in self.config.rules if r.matches(feature)), None)
-        if rule is not None and rule.side == "none":
-            rule = None
-        if len(self._resolved) < 4096:
-            self._resolved[feature] = rule
-        return rule
+        return self._book.get(feature)
 
     def agents(self) -> int:
         return len(self._agents)
@@ -405,6 +397,12 @@ class DriftDetector:
                 stat = features[key[len(prefix) :]]
                 stat[_SLOW] = stat[_FAST]
                 stat[_RUN] = 0.0
+
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop everything this detector holds about the agent (a revert to a snapshot
+        taken before it had any)."""
+        self._agents.pop(agent_id, None)
+        self._pending.pop(agent_id, None)
 
     def state_of(self, agent_id: str) -> dict[str, list[float]] | None:
         """The agent's statistics as plain data, or ``None``.

@@ -4,14 +4,17 @@ Per event, in event-time order per agent:
 
 1. the session tracker derives the event's context (canonical destinations, tool
    transition, secrets read earlier in the session);
-2. every event detector scores it (novelty, metric samples), then the flow rules run with
-   the names of the detectors that fired;
+2. every event detector scores it (novelty of destinations, tools, transitions and argument
+   values, argument sizes, metric samples), then the flow rules run with the names of the
+   detectors whose finding is notable on its own (p at most the learning threshold's);
 3. findings combine into one calibrated score (Fisher's method over tail probabilities,
    and the fixed minimum score of any rule that matched); at ``flag_score`` or above the
    event raises an anomaly;
 4. detectors learn from the event only if it scored below ``learn_below_score``;
 5. the window aggregator folds the event in; windows and sessions that close are scored by
-   the window detectors (rates, peer group, drift) the same way.
+   the window detectors (rates, peer group, drift) the same way; a window that is not
+   learned is still passed to a detector's ``observe`` (if it has one), so calibrations
+   and fast averages count every window, flagged or not.
 
 Pure computation: no I/O, no clock other than event time.
 """
@@ -30,7 +33,7 @@ from agentwatch.features.aggregate import WindowAggregator
 from agentwatch.features.context import EventContext, SessionTracker
 from agentwatch.features.windows import WindowFeatures
 from agentwatch.models.base import EventDetector, Finding, WindowDetector, build_detectors
-from agentwatch.models.calibration import fisher_combine, score_from_p
+from agentwatch.models.calibration import fisher_combine, p_from_score, score_from_p
 from agentwatch.models.flow_rules import FlowRuleEngine, load_rules
 from agentwatch.schemas.anomaly import Anomaly, Contribution, anomaly_id_for, severity_for
 from agentwatch.schemas.events import Event
@@ -100,6 +103,7 @@ class DetectionEngine:
         )
         self.watermark: datetime | None = None
         self._versions: dict[str, str] = {}
+        self._notable_p = p_from_score(settings.learn_below_score)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -108,7 +112,10 @@ class DetectionEngine:
         self._check_version(event, out)
         ctx = self.sessions.observe(event)
         findings = [f for d in self.event_detectors if (f := d.score(event, ctx)) is not None]
-        findings += self.flow.evaluate(event, ctx, {f.detector for f in findings})
+        # A novelty counts for a flow rule when it alone would keep the event from being
+        # learned (p <= 0.1 by default): a young agent's first hosts are not "new" to a rule.
+        notable = {f.detector for f in findings if f.p <= self._notable_p}
+        findings += self.flow.evaluate(event, ctx, notable)
         score = combine(findings)
         out.score = score
         out.detectors = tuple(f.detector for f in findings)
@@ -168,6 +175,11 @@ class DetectionEngine:
             if score < self.settings.learn_below_score:
                 for detector in self.window_detectors:
                     detector.learn(window)
+            else:  # not learned, but still counted by calibrations and fast averages
+                for detector in self.window_detectors:
+                    observe = getattr(detector, "observe", None)
+                    if observe is not None:
+                        observe(window)
 
     # -- baselines ------------------------------------------------------------------------
 
@@ -207,26 +219,52 @@ class DetectionEngine:
     # -- snapshots ------------------------------------------------------------------------
 
     def snapshot(self, agent_id: str) -> bytes:
-        """The agent's whole model state as bytes (msgpack)."""
+        """The agent's whole model state as bytes (msgpack).
+
+        Detector states, the agent's open sessions (previous tool, secrets read, so the next
+        event of a session continues it after a restore) and the window aggregator's
+        long-lived memories (destinations, tool and metric slots). Windows still open are
+        not carried: a restored model's first window holds only the events after the
+        snapshot (the worker's catch-up replays those).
+        """
         state: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "events": self.sessions.events_of(agent_id),
             "version": self._versions.get(agent_id),
+            "sessions": self.sessions.state_of(agent_id),
+            "windows": self.aggregator.state_of(agent_id),
             "detectors": {d.name: d.state_of(agent_id) for d in self._all_detectors()},
         }
         return msgspec.msgpack.encode(state)
 
     def restore(self, agent_id: str, blob: bytes) -> None:
+        """Load what :meth:`snapshot` returned, replacing the agent's state.
+
+        Snapshots without ``sessions``/``windows`` (taken before they were carried) restore
+        the event count only (sessions already in memory are kept).
+        """
         state = msgspec.msgpack.decode(blob)
-        if state.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"snapshot format {state.get('format')} not supported")
+        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"snapshot format {found} not supported")
+        sessions = state.get("sessions")
+        if sessions:
+            self.sessions.load_state(agent_id, sessions)
         self.sessions.set_events(agent_id, int(state["events"]))
         if state.get("version"):
             self._versions[agent_id] = state["version"]
+        if state.get("windows"):
+            self.aggregator.load_state(agent_id, state["windows"])
         saved = state["detectors"]
         for detector in self._all_detectors():
             if saved.get(detector.name) is not None:
                 detector.load_state(agent_id, saved[detector.name])
+            elif detector.state_of(agent_id) is not None:
+                # The snapshot predates this detector's state of the agent (a revert):
+                # dropped where the detector can forget an agent, else kept.
+                forget = getattr(detector, "forget_agent", None)
+                if callable(forget):
+                    forget(agent_id)
 
     def _all_detectors(self) -> list[EventDetector | WindowDetector]:
         return [*self.event_detectors, *self.window_detectors]

@@ -32,6 +32,8 @@ NOVELTY_FAMILIES = {
     "tool": "new_tool",
     "transition": "new_transition",
     "tool_destination": "new_tool_destination",
+    "argument": "new_argument",
+    "argument_size": "argument_size",
 }
 MATCH_KEYS = {
     "type",
@@ -51,8 +53,12 @@ class RuleError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Matcher:
     conditions: dict[str, Any]
+    # The event types a plain (glob-free) ``type`` condition allows: a quick first test.
+    types: frozenset[str] | None = None
 
     def matches(self, event: Event, fired: set[str]) -> bool:
+        if self.types is not None and event.type not in self.types:
+            return False
         return all(_CHECKS[key](event, want, fired) for key, want in self.conditions.items())
 
 
@@ -94,7 +100,10 @@ def _matcher(rule: str, part: str, raw: Any) -> Matcher:
     for family in news if isinstance(news, list) else [news]:
         if family not in NOVELTY_FAMILIES:
             raise RuleError(f"rule {rule!r}: `new` must name {sorted(NOVELTY_FAMILIES)}")
-    return Matcher(dict(raw))
+    wanted = raw.get("type")
+    names = wanted if isinstance(wanted, list) else [wanted] if wanted is not None else []
+    plain = names and not any(set(str(n)) & set("*?[") for n in names)
+    return Matcher(dict(raw), frozenset(str(n) for n in names) if plain else None)
 
 
 def parse_rules(data: Any) -> list[FlowRule]:

@@ -35,7 +35,6 @@ True
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -44,18 +43,9 @@ from typing import Any, Literal
 
 from agentwatch.config import DetectSettings
 from agentwatch.features.context import EventContext
-from agentwatch.models.base import Finding, register
+from agentwatch.models.base import Finding, fmt, register, settings_overrides
 from agentwatch.models.calibration import bonferroni
-from agentwatch.models.rate import (
-    N_CAP,
-    Status,
-    ew_df,
-    ew_update,
-    ew_z,
-    fmt,
-    settings_overrides,
-    student_sf,
-)
+from agentwatch.models.robust import N_CAP, RuleBook, ew_df, ew_update, ew_z, glob_match, student_sf
 from agentwatch.schemas.anomaly import Contribution
 from agentwatch.schemas.events import Event
 
@@ -93,7 +83,7 @@ class MetricRule:
             raise ValueError(f"metric rule {self.pattern!r}: bad side or min_scale")
 
     def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name, self.pattern)
+        return glob_match(self.pattern, name)
 
 
 METRIC_RULES: tuple[MetricRule, ...] = (MetricRule("*", "high"),)
@@ -183,22 +173,13 @@ class MetricDetector:
 
     def __init__(self, config: MetricConfig | None = None) -> None:
         self.config = config or MetricConfig()
-        self._resolved: dict[str, MetricRule | None] = {}
+        self._book: RuleBook[MetricRule] = RuleBook(self.config.rules)
         self._agents: dict[str, _Owner] = {}
         self._groups: OrderedDict[str, _Owner] = OrderedDict()
 
     def rule_for(self, metric: str) -> MetricRule | None:
         """The rule scoring ``metric`` (``None``: not scored)."""
-        try:
-            return self._resolved[metric]
-        except KeyError:
-            pass
-        rule = next((r for r in self.config.rules if r.matches(metric)), None)
-        if rule is not None and rule.side == "none":
-            rule = None
-        if len(self._resolved) < 4096:
-            self._resolved[metric] = rule
-        return rule
+        return self._book.get(metric)
 
     @staticmethod
     def _y(rule: MetricRule, x: float) -> float:
@@ -213,7 +194,7 @@ class MetricDetector:
     def agents(self) -> int:
         return len(self._agents)
 
-    def status(self, agent_id: str) -> Status:
+    def status(self, agent_id: str) -> Literal["warming_up", "baselined"]:
         """``baselined`` once every metric of the agent has ``min_samples`` samples."""
         owner = self._agents.get(agent_id)
         if not owner or not owner.metrics:
@@ -368,6 +349,11 @@ class MetricDetector:
             stat[2] = float(min(stat[2], cfg.prior_samples))
 
     # -- snapshots --------------------------------------------------------------------------
+
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop everything this detector holds about the agent (a revert to a snapshot
+        taken before it had any)."""
+        self._agents.pop(agent_id, None)
 
     def state_of(self, agent_id: str) -> dict[str, list[float]] | None:
         """The agent's baselines as plain data, or ``None``."""

@@ -3,7 +3,9 @@
 An agent that pays a known account only through ``update_scheduled_transaction`` and now
 calls ``send_money`` to it, or mails a known colleague from a tool that never mailed
 anyone, is acting outside its usual flows even though every place is familiar: the pair
-``tool → destination`` is what is new.
+``tool → destination`` is what is new. Pairs whose destination is itself new to the agent
+are learned but not scored: that is :mod:`~agentwatch.models.new_destination`'s finding,
+and counting it twice would make one novelty look like two.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class NewToolDestinationDetector(NoveltyDetector):
     name = "new_tool_destination"
     family = "tool_destination"
     noun = ("tool → destination pair", "tool → destination pairs")
+    needs_known_part = True  # the destination
 
     def keys(self, event: Event, ctx: EventContext) -> list[str]:
         if not ctx.tool:

@@ -2,7 +2,9 @@
 
 ``^ → send_money`` is a session that starts with a payment; ``read_file → send_money`` a
 payment right after reading a document. Injected instructions change the order of work
-before they change anything else.
+before they change anything else. Transitions into a tool the agent never called are
+learned but not scored: the new tool is :mod:`~agentwatch.models.new_tool`'s finding, and
+every first call of a tool would otherwise count twice.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class NewTransitionDetector(NoveltyDetector):
     name = "new_transition"
     family = "transition"
     noun = ("tool transition", "tool transitions")
+    needs_known_part = True  # the tool called
 
     def keys(self, event: Event, ctx: EventContext) -> list[str]:
         if ctx.transition is None:

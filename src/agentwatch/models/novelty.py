@@ -11,6 +11,7 @@ so (never from flagged events) or when an analyst accepts them.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +33,10 @@ class NoveltyDetector:
     name = "novelty"
     family = "key"
     noun = ("key", "keys")
+    # Keys are ``whole>part``: when set, a key whose part the agent never used is learned
+    # but not scored — the new part is another detector's finding (a new tool, a new
+    # destination), and one novelty must not count twice.
+    needs_known_part = False
 
     def __init__(self, settings: DetectSettings) -> None:
         self.warmup = settings.warmup_events
@@ -45,11 +50,36 @@ class NoveltyDetector:
         )
         self.consensus = settings.peer_consensus_agents
         self._candidates: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
+        self.parts = (
+            NoveltyMemory(
+                settings.novelty_capacity,
+                settings.novelty_forget_after_s,
+                settings.novelty_half_life,
+            )
+            if self.needs_known_part
+            else None
+        )
 
     # -- what a subclass defines ----------------------------------------------------------
 
     def keys(self, event: Event, ctx: EventContext) -> list[str]:
         raise NotImplementedError
+
+    @staticmethod
+    def part(key: str) -> str:
+        """The part of a ``whole>part`` key that must be known for the key to be scored."""
+        return key.partition(">")[2]
+
+    def scored_keys(self, event: Event, ctx: EventContext) -> list[str]:
+        """The keys that are scored: all of :meth:`keys` but those whose part is new."""
+        keys = self.keys(event, ctx)
+        if self.parts is None or not keys:
+            return keys
+        parts = [self.part(k) for k in keys]
+        unknown = set(self.parts.unseen(ctx.agent_id, parts, event.ts.timestamp()))
+        if not unknown:
+            return keys
+        return [k for k, part in zip(keys, parts, strict=True) if part not in unknown]
 
     def label(self, key: str) -> str:
         """How a key reads in an explanation."""
@@ -64,7 +94,7 @@ class NoveltyDetector:
         return len(self.agents_memory)
 
     def score(self, event: Event, ctx: EventContext) -> Finding | None:
-        keys = self.keys(event, ctx)
+        keys = self.scored_keys(event, ctx)
         if not keys:
             return None
         now = event.ts.timestamp()
@@ -120,6 +150,8 @@ class NoveltyDetector:
             now = event.ts.timestamp()
             self.agents_memory.learn(ctx.agent_id, keys, now)
             self.groups_memory.learn(ctx.peer_group, keys, now)
+            if self.parts is not None:
+                self.parts.learn(ctx.agent_id, [self.part(k) for k in keys], now, count=False)
 
     def witness(self, event: Event, ctx: EventContext) -> None:
         """A flagged event: not learned, but counted towards peer consensus."""
@@ -142,13 +174,35 @@ class NoveltyDetector:
         prefix = f"{self.family}/"
         mine = [k[len(prefix) :] for k in keys if k.startswith(prefix)]
         if mine:
-            import time
+            now = time.time()
+            self.agents_memory.learn(agent_id, mine, now, count=False)
+            if self.parts is not None:
+                self.parts.learn(agent_id, [self.part(k) for k in mine], now, count=False)
 
-            self.agents_memory.learn(agent_id, mine, time.time(), count=False)
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop everything this detector holds about the agent (a revert to a snapshot
+        taken before it had any)."""
+        self.agents_memory.forget(agent_id)
+        if self.parts is not None:
+            self.parts.forget(agent_id)
 
     def state_of(self, agent_id: str) -> Any:
-        return self.agents_memory.state_of(agent_id)
+        """The agent's memory as plain data: ``{"keys": [[key, last used], …], "n", "d"}``,
+        or ``{"memory": …, "parts": …}`` when parts are kept."""
+        memory = self.agents_memory.state_of(agent_id)
+        if memory is None or self.parts is None:
+            return memory
+        return {"memory": memory, "parts": self.parts.state_of(agent_id)}
 
     def load_state(self, agent_id: str, state: Any) -> None:
-        if state:
-            self.agents_memory.load_state(agent_id, state)
+        if not state:
+            return
+        memory = state.get("memory", state)  # a snapshot without parts is the memory itself
+        self.agents_memory.load_state(agent_id, memory)
+        if self.parts is None:
+            return
+        if state.get("parts"):
+            self.parts.load_state(agent_id, state["parts"])
+        else:  # rebuilt from the keys
+            for key, last in memory["keys"]:
+                self.parts.learn(agent_id, [self.part(str(key))], float(last), count=False)

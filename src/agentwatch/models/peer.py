@@ -14,10 +14,18 @@ of them at least as high, ``(k + 1) / (n + 1)``, and beyond the top ``tail_fract
 exponential tail fitted to the excesses (peaks over threshold) extrapolates, so a window
 far outside everything seen still gets a small ``p`` rather than ``1 / n``.
 
-The trees learn only the windows the engine tells them to (never flagged ones), but the
-calibration sees every scored window: a flagged window's score joins the reservoir when the
-group's next window is scored. Leaving flagged windows out would erode the reservoir's tail
-and flag ever more windows.
+Only **active** windows (at least one event) are learned and scored: most windows of a
+session-driven agent are silent, all alike, and a model of the group's windows that is
+mostly silence finds every working minute isolated (silence is the rate detector's
+business). The trees learn only the windows the engine tells them to (never flagged ones),
+but the calibration sees every scored window: a flagged window's score joins the reservoir
+when it is observed (or the next window is scored). Leaving flagged windows out would erode
+the reservoir's tail and flag ever more windows.
+
+The group's tail probability is finally calibrated **per agent**
+(:class:`~agentwatch.models.robust.TailCalibrator`): an agent whose ordinary windows are
+always the group's odd ones (the one that reads large documents) is compared with its own
+record, so ``p = 0.01`` means one window in a hundred of that agent.
 
 The explanation names the features that differ most from the group's running mean, in
 units of the group's running scale.
@@ -56,9 +64,9 @@ from river import anomaly
 
 from agentwatch.config import DetectSettings
 from agentwatch.features.windows import WindowFeatures
-from agentwatch.models.base import Finding, register
+from agentwatch.models.base import Finding, fmt, register, settings_overrides
 from agentwatch.models.calibration import P_FLOOR
-from agentwatch.models.rate import fmt, settings_overrides
+from agentwatch.models.robust import TailCalibrator
 from agentwatch.schemas.anomaly import Contribution
 
 __all__ = ["PEER_FEATURES", "PeerConfig", "PeerGroupDetector"]
@@ -111,7 +119,9 @@ class PeerConfig:
     stats_alpha
         EW weight of the group's per-feature mean and scale (for explanations).
     report_p
-        Windows with a larger tail probability produce no finding.
+        Windows with a larger (calibrated) tail probability produce no finding.
+    calibration_memory
+        Windows over which the per-agent calibration decays.
     max_contributions
         Features listed in a finding.
     features
@@ -128,6 +138,7 @@ class PeerConfig:
     max_groups: int = 256
     stats_alpha: float = 0.01
     report_p: float = 0.01
+    calibration_memory: float = 10_000.0
     max_contributions: int = 3
     features: tuple[tuple[str, float, float], ...] = PEER_FEATURES
 
@@ -150,7 +161,7 @@ def _scaler(unit: float, cap: float) -> tuple[float, float]:
 class _Group:
     """One peer group's model, score reservoir and per-feature running statistics."""
 
-    __slots__ = ("hst", "learned", "mean", "pending", "ranked", "recent", "var")
+    __slots__ = ("hst", "learned", "mean", "ranked", "recent", "var")
 
     def __init__(self, cfg: PeerConfig) -> None:
         # river's HST is untyped: kept as Any so the strict typing of this module holds.
@@ -162,8 +173,6 @@ class _Group:
         self.mean = [0.0] * len(cfg.features)
         self.var = [0.0] * len(cfg.features)
         self.learned = 0
-        # The last window scored and its score, not yet in the reservoir.
-        self.pending: tuple[WindowFeatures, float] | None = None
 
     def ready(self, cfg: PeerConfig) -> bool:
         return len(self.ranked) >= cfg.min_scores and not self.hst._first_window
@@ -202,9 +211,9 @@ class PeerGroupDetector:
 
     Notes
     -----
-    No per-agent state: :meth:`state_of` returns ``None``. A group's model is exported as
-    plain data with :meth:`group_state_of` (tree masses, score reservoir, running
-    statistics: ≈ 10 k integers with the default trees).
+    Per agent only the calibration counts (:meth:`state_of`, ≈ 60 bytes). A group's model
+    is exported as plain data with :meth:`group_state_of` (tree masses, score reservoir,
+    running statistics: ≈ 10 k integers with the default trees).
     """
 
     name = "peer_group"
@@ -214,6 +223,11 @@ class PeerGroupDetector:
         self._names = [name for name, _, _ in cfg.features]
         self._scalers = [_scaler(unit, cap) for _, unit, cap in cfg.features]
         self._groups: OrderedDict[str, _Group] = OrderedDict()
+        self._calibrator = TailCalibrator(memory=cfg.calibration_memory)
+        self._cal: dict[str, list[float]] = {}
+        # The last scored window, its trees' score and its group tail probability, not yet
+        # in the reservoir and the agent's calibration.
+        self._pending: tuple[WindowFeatures, float, float] | None = None
 
     # -- vector -----------------------------------------------------------------------------
 
@@ -237,8 +251,8 @@ class PeerGroupDetector:
     # -- protocol ---------------------------------------------------------------------------
 
     def agents(self) -> int:
-        """Agents with state of their own: none (the models belong to peer groups)."""
-        return 0
+        """Agents with state of their own (calibration counts; models are per group)."""
+        return len(self._cal)
 
     def models(self) -> int:
         """Half-Space Trees models held: one per peer group."""
@@ -250,24 +264,29 @@ class PeerGroupDetector:
     def _hst_score(self, group: _Group, vector: list[float]) -> float:
         return float(group.hst.score_one(dict(zip(self._names, vector, strict=True))))
 
+    @staticmethod
+    def _active(window: WindowFeatures) -> bool:
+        return window.kind == "window" and window.events > 0
+
     def score(self, window: WindowFeatures) -> Finding | None:
         """How unlike its peer group's recent windows the window is."""
-        if window.kind != "window":
+        if not self._active(window):
             return None
         cfg = self.config
         group = self._groups.get(window.peer_group)
         if group is None or not group.ready(cfg):
             return None
         vector = self.vector(window)
-        pending = group.pending
+        pending = self._pending
         if pending is not None and pending[0] is window:
-            raw = pending[1]
+            raw, p_group = pending[1], pending[2]
         else:
             if pending is not None:  # the previous window was not learned: still calibrate
-                group.add_score(pending[1], cfg.reservoir)
+                self._settle(pending)
             raw = self._hst_score(group, vector)
-            group.pending = (window, raw)
-        p = group.tail_p(raw, cfg.tail_fraction)
+            p_group = group.tail_p(raw, cfg.tail_fraction)
+            self._pending = (window, raw, p_group)
+        p = self._calibrator.p(self._cal.get(window.agent_id), p_group)
         if p > cfg.report_p:
             return None
         deviations = []
@@ -302,12 +321,31 @@ class PeerGroupDetector:
             explanation=explanation,
             contributions=contributions,
             event_ids=window.event_ids,
-            extra={"peer_group": window.peer_group, "hst_score": raw},
+            extra={"peer_group": window.peer_group, "hst_score": raw, "group_p": p_group},
         )
+
+    def _settle(self, pending: tuple[WindowFeatures, float, float]) -> None:
+        """Count a scored window in its group's reservoir and its agent's calibration."""
+        if self._pending is pending:
+            self._pending = None
+        window, raw, p_group = pending
+        group = self._groups.get(window.peer_group)
+        if group is not None:
+            group.add_score(raw, self.config.reservoir)
+        cal = self._cal.get(window.agent_id)
+        if cal is None:
+            cal = self._cal[window.agent_id] = self._calibrator.new()
+        self._calibrator.count(cal, p_group)
+
+    def observe(self, window: WindowFeatures) -> None:
+        """A scored window that is not learned (it was flagged): calibrate on it anyway."""
+        pending = self._pending
+        if pending is not None and pending[0] is window:
+            self._settle(pending)
 
     def learn(self, window: WindowFeatures) -> None:
         """Teach the window to its peer group's model (and calibrate on its score)."""
-        if window.kind != "window":
+        if not self._active(window):
             return
         cfg = self.config
         group = self._groups.get(window.peer_group)
@@ -318,9 +356,9 @@ class PeerGroupDetector:
         else:
             self._groups.move_to_end(window.peer_group)
         vector = self.vector(window)
-        pending, group.pending = group.pending, None
+        pending = self._pending
         if pending is not None:
-            group.add_score(pending[1], cfg.reservoir)
+            self._settle(pending)
         if (pending is None or pending[0] is not window) and not group.hst._first_window:
             group.add_score(self._hst_score(group, vector), cfg.reservoir)
         group.hst.learn_one(dict(zip(self._names, vector, strict=True)))
@@ -331,12 +369,25 @@ class PeerGroupDetector:
             group.var[i] = (1.0 - a) * (group.var[i] + a * d * d)
         group.learned += 1
 
-    def state_of(self, agent_id: str) -> None:
-        """No per-agent state (models are per peer group)."""
-        return None
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop everything this detector holds about the agent (a revert to a snapshot
+        taken before it had any)."""
+        self._cal.pop(agent_id, None)
+        if self._pending is not None and self._pending[0].agent_id == agent_id:
+            self._pending = None
+
+    def state_of(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's calibration counts (the models are per peer group), or ``None``."""
+        pending = self._pending
+        if pending is not None and pending[0].agent_id == agent_id:
+            self._settle(pending)
+        cal = self._cal.get(agent_id)
+        return None if cal is None else {"c": self._calibrator.state(cal)}
 
     def load_state(self, agent_id: str, state: Any) -> None:
-        """Nothing to restore per agent."""
+        """Restore what :meth:`state_of` returned."""
+        if state and state.get("c"):
+            self._cal[agent_id] = self._calibrator.load(state["c"])
 
     # -- group snapshots --------------------------------------------------------------------
 
@@ -354,7 +405,10 @@ class PeerGroupDetector:
             "l_mass": [node.l_mass for node in nodes],
             "r_mass": [node.r_mass for node in nodes],
             # A scored window not yet in the reservoir is settled into the snapshot.
-            "scores": list(model.recent) + ([model.pending[1]] if model.pending else []),
+            "scores": list(model.recent)
+            + (
+                [self._pending[1]] if self._pending and self._pending[0].peer_group == group else []
+            ),
             "mean": list(model.mean),
             "var": list(model.var),
             "learned": model.learned,

@@ -11,26 +11,39 @@ data (:class:`FeatureRule`, matched by glob pattern, first match wins), not code
     the signed deviance residual ``sqrt(2 D)`` of a negative binomial with mean ``m`` and
     variance ``φ m`` (Poisson when ``φ = 1``), with a continuity correction — within a
     factor of about two of the exact tail for a quiet agent (0.1 events per window) and a
-    chatty, bursty one (200, ``φ = 3``) alike, which is what makes scores comparable across
-    agents.
+    chatty, bursty one (200, ``φ = 3``) alike. A count rule with ``active_only`` models the
+    value only in windows where it is above zero — *how many, once used* — so a tool used
+    in bursts a few times a day keeps its burst size as its baseline instead of an average
+    that decays towards zero between uses (and makes every burst look extreme); whether it
+    is used at all is the novelty detectors' business.
 ``ratio`` (error and denial rates)
     a quasi-binomial model with the window's denominator (``given``, e.g. ``actions``) as the
     number of trials: 1 error out of 1 call is not news, 20 out of 40 is.
 ``volume`` (bytes, tokens, cost, durations)
     a hurdle log-normal model: EW mean and variance of ``log(value + offset)`` over the
     windows where the value is above zero (whether there is any volume at all is a matter
-    for the counts), with a Student-t tail since the scale is itself estimated;
-    ``offset`` sets the size below which differences do not matter (1 KB for bytes, a
-    tenth of a cent for cost).
+    for the counts), with a Student-t tail of at most ``volume_df`` degrees of freedom:
+    volumes are heavy-tailed (one large document read, one long answer), so a tenfold
+    volume is notable but not "impossible"; ``offset`` sets the size below which
+    differences do not matter (1 KB for bytes, a tenth of a cent for cost).
 
 Sides: ``high`` (more is news), ``low`` (less is news), ``both`` (two-sided, p doubled) or
 ``none`` (not tested). By default ``events`` and ``tool_calls`` are two-sided — an agent that
-goes silent is news — and everything else is high side only. A window's tail probability
-is the Bonferroni bound over the features tested, so adding features does not add false
-alarms.
+goes silent is news — and everything else is high side only. A window's raw tail
+probability is the Bonferroni bound over the features tested, so adding features does not
+add false alarms.
+
+Calibration: the raw tail probability is then mapped, per agent and kind of window, to the
+rate at which the agent's own scored windows reached it
+(:class:`~agentwatch.models.robust.TailCalibrator`). The models above are approximations —
+sessions cut by window boundaries, bimodal volumes, and the protection below (flagged
+windows are never learned, so a baseline never sees its own tail) all make raw tails too
+light — and the calibrator sees every scored window, flagged or not, so a reported
+``p = 0.01`` means one window in a hundred of *this* agent.
 
 Baselines resist poisoning: the engine only calls :meth:`RateDetector.learn` for windows it
-did not flag, and every update is winsorised — the value is clipped to
+did not flag (and :meth:`RateDetector.observe` for the others, which only counts them for
+calibration), and every update is winsorised — the value is clipped to
 ``location ± clip_k · scale`` (plus one unit of slack for counts and ratios, so rare events
 still register) before it moves the location, and to ``± (clip_k + 2) · scale`` before it
 moves the scale. A baselined feature's location therefore moves at most
@@ -41,7 +54,7 @@ Cold start: an agent is ``warming_up`` until it has ``min_windows`` learned wind
 then (and for any feature of its own with fewer than ``min_windows`` observations) each
 feature is scored against the peer group's baseline of that feature, learned from every
 agent of the group. A feature new to an agent starts a fresh baseline; one it had not used
-for a while decays towards zero with every window it is absent.
+for a while decays towards zero with every window it is absent (unless ``active_only``).
 
 Examples
 --------
@@ -69,17 +82,28 @@ True
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from agentwatch.config import DetectSettings
 from agentwatch.features.windows import WindowFeatures
-from agentwatch.models.base import Finding, register
-from agentwatch.models.calibration import bonferroni, normal_sf
+from agentwatch.models.base import Finding, fmt, register, settings_overrides
+from agentwatch.models.calibration import bonferroni
+from agentwatch.models.robust import (
+    N_CAP,
+    RuleBook,
+    TailCalibrator,
+    binomial_tails,
+    count_tails,
+    ew_df,
+    ew_update,
+    ew_z,
+    glob_match,
+    student_sf,
+)
 from agentwatch.schemas.anomaly import Contribution
 
 __all__ = [
@@ -89,21 +113,14 @@ __all__ = [
     "FeatureRule",
     "RateConfig",
     "RateDetector",
-    "ew_df",
-    "ew_update",
-    "ew_z",
     "fmt",
     "settings_overrides",
-    "student_sf",
     "with_sides",
 ]
 
 Family = Literal["count", "ratio", "volume"]
 Side = Literal["high", "low", "both", "none"]
 Status = Literal["warming_up", "baselined"]
-
-N_CAP = 10_000  # observation counts saturate here (alpha has long taken over)
-_SLACK = {"count": 1.0, "ratio": 1.0, "volume": 0.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,8 @@ class FeatureRule:
     given
         Test (and learn) only when this feature is > 0; for ``ratio`` it is also the
         number of trials.
+    active_only
+        ``count`` only: model and test the value only where it is above zero.
 
     Examples
     --------
@@ -135,6 +154,7 @@ class FeatureRule:
     side: Side = "high"
     offset: float = 1.0
     given: str | None = None
+    active_only: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in ("count", "ratio", "volume"):
@@ -145,29 +165,44 @@ class FeatureRule:
             raise ValueError(f"rule {self.pattern!r}: a volume needs offset > 0")
         if self.family == "ratio" and not self.given:
             raise ValueError(f"rule {self.pattern!r}: a ratio needs `given` (its denominator)")
+        if self.active_only and self.family != "count":
+            raise ValueError(f"rule {self.pattern!r}: active_only is for counts")
 
     def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name, self.pattern)
+        return glob_match(self.pattern, name)
 
+    @property
+    def positive_only(self) -> bool:
+        """Whether windows where the value is zero are skipped (volumes, ``active_only``)."""
+        return self.active_only or self.family == "volume"
+
+
+# Rules the window and the session tables share.
+_RARE = (
+    FeatureRule("new_destinations", "count", "high"),
+    FeatureRule("secret_accesses", "count", "high"),
+    FeatureRule("error_rate", "ratio", "high", given="actions"),
+    FeatureRule("denied_rate", "ratio", "high", given="actions"),
+)
+_SENT = (
+    FeatureRule("bytes_out", "volume", "high", offset=1024.0),
+    FeatureRule("tokens_out", "volume", "high", offset=100.0),
+    FeatureRule("cost_usd", "volume", "high", offset=0.001),
+)
 
 WINDOW_RULES: tuple[FeatureRule, ...] = (
     FeatureRule("events", "count", "both"),
     FeatureRule("tool_calls", "count", "both"),
     FeatureRule("events.tool_call", side="none"),  # the same as tool_calls
     FeatureRule("events.secret_access", side="none"),  # the same as secret_accesses
-    FeatureRule("events.*", "count", "high"),
-    FeatureRule("tool.*", "count", "high"),
+    FeatureRule("events.*", "count", "high", active_only=True),
+    FeatureRule("tool.*", "count", "high", active_only=True),
     FeatureRule("distinct_tools", "count", "high"),
     FeatureRule("distinct_destinations", "count", "high"),
-    FeatureRule("new_destinations", "count", "high"),
-    FeatureRule("secret_accesses", "count", "high"),
-    FeatureRule("error_rate", "ratio", "high", given="actions"),
-    FeatureRule("denied_rate", "ratio", "high", given="actions"),
+    *_RARE,
     FeatureRule("bytes_in", "volume", "high", offset=1024.0),
-    FeatureRule("bytes_out", "volume", "high", offset=1024.0),
     FeatureRule("tokens_in", "volume", "high", offset=100.0),
-    FeatureRule("tokens_out", "volume", "high", offset=100.0),
-    FeatureRule("cost_usd", "volume", "high", offset=0.001),
+    *_SENT,
     FeatureRule("duration_p95_ms", "volume", "high", offset=10.0, given="actions"),
 )
 """Default rules for tumbling windows (features not matched are not tested)."""
@@ -177,13 +212,8 @@ SESSION_RULES: tuple[FeatureRule, ...] = (
     FeatureRule("tool_calls", "volume", "high"),
     FeatureRule("distinct_tools", "volume", "high"),
     FeatureRule("distinct_destinations", "volume", "high"),
-    FeatureRule("new_destinations", "count", "high"),
-    FeatureRule("secret_accesses", "count", "high"),
-    FeatureRule("error_rate", "ratio", "high", given="actions"),
-    FeatureRule("denied_rate", "ratio", "high", given="actions"),
-    FeatureRule("bytes_out", "volume", "high", offset=1024.0),
-    FeatureRule("tokens_out", "volume", "high", offset=100.0),
-    FeatureRule("cost_usd", "volume", "high", offset=0.001),
+    *_RARE,
+    *_SENT,
 )
 """Default rules for whole sessions: totals of a session vary with its length, so most are
 modelled as volumes (log scale)."""
@@ -219,6 +249,8 @@ class RateConfig:
         Floor of a ratio's expected value (and of one minus it).
     min_log_scale
         Floor of a volume's scale in log units (0.1 ≈ ±10 %).
+    volume_df
+        Most degrees of freedom of a volume's Student-t tail (heavier tails than a normal).
     max_dispersion
         Ceiling of the over-dispersion ``φ`` of counts and ratios.
     max_features
@@ -228,7 +260,9 @@ class RateConfig:
     max_groups
         Peer groups kept (least recently used evicted).
     report_p
-        Windows with a tail probability above this produce no finding.
+        Windows with a (calibrated) tail probability above this produce no finding.
+    calibration_memory
+        Windows over which the per-agent calibration of tail probabilities decays.
     max_contributions
         Features listed in a finding's contributions.
     score_sessions
@@ -248,11 +282,13 @@ class RateConfig:
     min_count: float = 0.02
     min_ratio: float = 0.01
     min_log_scale: float = 0.1
+    volume_df: float = 5.0
     max_dispersion: float = 100.0
     max_features: int = 48
     max_group_features: int = 256
     max_groups: int = 1024
     report_p: float = 0.01
+    calibration_memory: float = 10_000.0
     max_contributions: int = 5
     score_sessions: bool = True
     window_rules: tuple[FeatureRule, ...] = WINDOW_RULES
@@ -269,38 +305,8 @@ class RateConfig:
             raise ValueError(f"prior_windows must be in [0, {N_CAP}]")
         if not 0 < self.min_ratio < 0.5 or self.min_count <= 0 or self.min_log_scale <= 0:
             raise ValueError("min_ratio must be in (0, 0.5), min_count and min_log_scale > 0")
-
-
-T = TypeVar("T")
-
-
-def settings_overrides(settings: object, prefix: str, config_type: type[T]) -> dict[str, Any]:
-    """Scalar fields of the dataclass ``config_type`` that ``settings`` sets as ``prefix+name``.
-
-    Lets a detector factory read ``DetectSettings.rate_alpha`` into ``RateConfig.alpha``
-    when the settings object has such a field (of the default's type), and keep the
-    default otherwise. Rule tables are not read from settings (see :func:`with_sides`).
-
-    >>> class S:
-    ...     rate_alpha = 0.1
-    >>> settings_overrides(S(), "rate_", RateConfig)
-    {'alpha': 0.1}
-    """
-    out: dict[str, Any] = {}
-    for spec in fields(config_type):  # type: ignore[arg-type]
-        value = getattr(settings, prefix + spec.name, None)
-        default = spec.default
-        if value is None or isinstance(default, tuple):
-            continue  # rule tables are code-level configuration, not settings
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int | float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, type(default))
-        if ok:
-            out[spec.name] = value
-    return out
+        if self.volume_df < 1 or self.calibration_memory < 1:
+            raise ValueError("volume_df and calibration_memory must be >= 1")
 
 
 def with_sides(rules: tuple[FeatureRule, ...], sides: Mapping[str, str]) -> tuple[FeatureRule, ...]:
@@ -311,8 +317,8 @@ def with_sides(rules: tuple[FeatureRule, ...], sides: Mapping[str, str]) -> tupl
     re-target tests without code.
 
     >>> rules = with_sides(WINDOW_RULES, {"bytes_out": "both"})
-    >>> rules[0]
-    FeatureRule(pattern='bytes_out', family='volume', side='both', offset=1024.0, given=None)
+    >>> rules[0].pattern, rules[0].family, rules[0].side, rules[0].offset
+    ('bytes_out', 'volume', 'both', 1024.0)
     """
     extra = []
     for pattern, side in sides.items():
@@ -320,17 +326,6 @@ def with_sides(rules: tuple[FeatureRule, ...], sides: Mapping[str, str]) -> tupl
         base = like if like is not None else FeatureRule(pattern)
         extra.append(replace(base, pattern=pattern, side=side))  # type: ignore[arg-type]
     return (*extra, *rules)
-
-
-def fmt(x: float) -> str:
-    """A short human-readable number.
-
-    >>> fmt(12.0), fmt(0.0123), fmt(2_500_000.0), fmt(3.14159)
-    ('12', '0.0123', '2.5e+06', '3.14')
-    """
-    if x == int(x) and abs(x) < 1e6:
-        return str(int(x))
-    return f"{x:.3g}"
 
 
 # -- the statistics ---------------------------------------------------------------------------
@@ -356,98 +351,6 @@ class Baseline:
     n: int
 
 
-def _deviance_poisson(x: float, m: float) -> float:
-    """Half the Poisson deviance of observing ``x`` when ``m`` is expected."""
-    if x <= 0.0:
-        return m
-    return x * math.log(x / m) - (x - m)
-
-
-def _deviance_negbin(x: float, m: float, r: float) -> float:
-    """Half the negative-binomial deviance (mean ``m``, size ``r``) of observing ``x``."""
-    d = x * math.log(x / m) if x > 0.0 else 0.0
-    return max(0.0, d - (x + r) * math.log((x + r) / (m + r)))
-
-
-def _deviance_count(x: float, m: float, phi: float) -> float:
-    """Poisson deviance, or negative binomial with variance ``phi · m`` when ``phi > 1``."""
-    if phi <= 1.0 + 1e-9:
-        return _deviance_poisson(x, m)
-    return _deviance_negbin(x, m, m / (phi - 1.0))
-
-
-def _deviance_binomial(k: float, n: float, q: float) -> float:
-    """Half the binomial deviance of ``k`` successes in ``n`` trials at rate ``q``."""
-    d = 0.0
-    if k > 0.0:
-        d += k * math.log(k / (n * q))
-    if n - k > 0.0:
-        d += (n - k) * math.log((n - k) / (n * (1.0 - q)))
-    return max(0.0, d)
-
-
-def ew_update(
-    stat: list[float],
-    y: float,
-    a: float,
-    clip_k: float,
-    min_scale: float,
-    spread_k: float | None = None,
-) -> None:
-    """Winsorised exponentially weighted update of ``stat = [location, variance, ...]``.
-
-    For the location, ``y`` is clipped to ``location ± clip_k · s`` with
-    ``s = max(sd, min_scale)`` (no clipping when ``clip_k`` is 0), so one observation moves
-    the location by at most ``a · clip_k · s``; for the variance it is clipped to
-    ``± spread_k · s`` (default ``clip_k + 2``: a scale needs the tails a location must not
-    follow, or heavy-tailed data would look ever more surprising).
-
-    >>> stat = [10.0, 1.0, 50]
-    >>> ew_update(stat, 1e9, 0.1, 3.0, 0.1)  # an outlier counts as location + 3 sd
-    >>> round(stat[0], 6), round(stat[1], 6)
-    (10.3, 3.15)
-    """
-    loc = stat[0]
-    d = d_spread = y - loc
-    if clip_k > 0.0:
-        scale = max(math.sqrt(max(stat[1], 0.0)), min_scale)
-        bound = clip_k * scale
-        d = min(max(d, -bound), bound)
-        bound = (clip_k + 2.0 if spread_k is None else spread_k) * scale
-        d_spread = min(max(d_spread, -bound), bound)
-    stat[0] = loc + a * d
-    stat[1] = (1.0 - a) * (stat[1] + a * d_spread * d_spread)
-
-
-def student_sf(t: float, df: float) -> float:
-    """Upper tail of Student's t with ``df`` degrees of freedom (normal approximation).
-
-    A z-score whose scale is itself estimated — from an exponentially weighted window of
-    about ``(2 - alpha) / alpha`` observations — has heavier tails than the normal; this
-    keeps the tail probabilities of young or fast-moving baselines honest. Uses
-    ``z = t (1 - 1/(4 df)) / sqrt(1 + t² / (2 df))``, slightly conservative for small ``df``.
-
-    >>> round(student_sf(3.0, 66), 4), round(student_sf(3.0, 1e9), 4)
-    (0.0019, 0.0013)
-    """
-    df = max(df, 1.0)
-    return normal_sf(t * (1.0 - 0.25 / df) / math.sqrt(1.0 + t * t / (2.0 * df)))
-
-
-def ew_df(n: float, alpha: float) -> float:
-    """Effective sample size behind an EW estimate: ``n - 1`` while young, then ``(2-a)/a``."""
-    return max(1.0, min(n - 1.0, (2.0 - alpha) / alpha))
-
-
-def ew_z(stat: list[float], y: float, min_scale: float) -> float:
-    """Standardised distance of ``y`` from ``stat = [location, variance, ...]``.
-
-    >>> ew_z([10.0, 4.0, 50], 16.0, 0.1)
-    3.0
-    """
-    return (y - stat[0]) / max(math.sqrt(max(stat[1], 0.0)), min_scale)
-
-
 class _Model:
     """The statistics of one family, with the configured floors."""
 
@@ -466,23 +369,13 @@ class _Model:
         family = rule.family
         if family == "volume":
             z = ew_z(stat, math.log(max(0.0, x) + rule.offset), self.cfg.min_log_scale)
-            df = ew_df(stat[2], alpha)
+            df = min(ew_df(stat[2], alpha), self.cfg.volume_df)
             return student_sf(z, df), student_sf(-z, df), z
         phi = self.dispersion(stat)
         if family == "count":
-            m = max(stat[0], self.cfg.min_count)
-            up = _deviance_count(x - 0.5, m, phi) if x - 0.5 > m else 0.0
-            down = _deviance_count(x + 0.5, m, phi) if x + 0.5 < m else 0.0
-        else:  # quasi-binomial: the deviance shrinks by the over-dispersion
-            q = min(max(stat[0], self.cfg.min_ratio), 1.0 - self.cfg.min_ratio)
-            k = x * trials
-            up = _deviance_binomial(k - 0.5, trials, q) / phi if (k - 0.5) > q * trials else 0.0
-            down = _deviance_binomial(k + 0.5, trials, q) / phi if (k + 0.5) < q * trials else 0.0
-        z_up = math.sqrt(2.0 * up)
-        z_down = math.sqrt(2.0 * down)
-        p_high = normal_sf(z_up) if up > 0.0 else 1.0
-        p_low = normal_sf(z_down) if down > 0.0 else 1.0
-        return p_high, p_low, z_up if up > 0.0 else -z_down
+            return count_tails(x, max(stat[0], self.cfg.min_count), phi)
+        q = min(max(stat[0], self.cfg.min_ratio), 1.0 - self.cfg.min_ratio)
+        return binomial_tails(x * trials, trials, q, phi)
 
     def update(
         self,
@@ -549,21 +442,48 @@ class _Model:
 
 @dataclass(slots=True)
 class _Baselines:
-    """Baselines of one owner (an agent or a peer group) for one kind of window."""
+    """Baselines of one owner (an agent or a peer group) for one kind of window.
+
+    An agent's also carry its calibration state ``cal`` (see
+    :class:`~agentwatch.models.robust.TailCalibrator`).
+    """
 
     windows: int = 0  # learned since the start (or the last rebaseline)
     features: dict[str, list[float]] = field(default_factory=dict)
+    cal: list[float] | None = None
 
-    def state(self) -> dict[str, Any]:
+    def state(self, cal: TailCalibrator) -> dict[str, Any]:
         features = {k: [v[0], v[1], int(v[2])] for k, v in self.features.items()}
-        return {"n": self.windows, "f": features}
+        out: dict[str, Any] = {"n": self.windows, "f": features}
+        if self.cal is not None:
+            out["c"] = cal.state(self.cal)
+        return out
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> _Baselines:
+    def from_state(cls, state: Mapping[str, Any], cal: TailCalibrator) -> _Baselines:
         features = {
             str(k): [float(v[0]), float(v[1]), float(v[2])] for k, v in state.get("f", {}).items()
         }
-        return cls(int(state.get("n", 0)), features)
+        raw = state.get("c")
+        return cls(int(state.get("n", 0)), features, cal.load(raw) if raw else None)
+
+
+def _observed(
+    book: RuleBook[FeatureRule], values: Mapping[str, float]
+) -> Iterator[tuple[str, FeatureRule, float, float]]:
+    """``(feature, rule, value, trials)`` of the window's features its rules test."""
+    for name, x in values.items():
+        rule = book.get(name)
+        if rule is None:
+            continue
+        trials = 0.0
+        if rule.given is not None:
+            trials = values.get(rule.given, 0.0)
+            if trials <= 0.0:
+                continue
+        if x <= 0.0 and rule.positive_only:
+            continue
+        yield name, rule, x, trials
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,10 +508,10 @@ class RateDetector:
 
     Notes
     -----
-    State per agent is ``{"window": {"n": windows, "f": {feature: [location, spread, n]}},
-    "session": {...}}``: about 45 bytes of msgpack per feature, at most ``max_features`` per
-    kind — under 3 KB with the default rules and 16 tools. Peer-group baselines are shared
-    and exported separately (:meth:`group_state_of`).
+    State per agent is ``{"window": {"n": windows, "f": {feature: [location, spread, n]},
+    "c": [calibration]}, "session": {...}}``: about 45 bytes of msgpack per feature, at most
+    ``max_features`` per kind — under 3 KB with the default rules and 16 tools. Peer-group
+    baselines are shared and exported separately (:meth:`group_state_of`).
     """
 
     name = "rate"
@@ -599,31 +519,22 @@ class RateDetector:
     def __init__(self, config: RateConfig | None = None) -> None:
         self.config = cfg = config or RateConfig()
         self._model = _Model(cfg)
-        self._rules: dict[str, tuple[FeatureRule, ...]] = {"window": cfg.window_rules}
+        self._books: dict[str, RuleBook[FeatureRule]] = {"window": RuleBook(cfg.window_rules)}
         self._minimum: dict[str, int] = {"window": cfg.min_windows, "session": cfg.min_sessions}
         if cfg.score_sessions:
-            self._rules["session"] = cfg.session_rules
-        self._resolved: dict[str, dict[str, FeatureRule | None]] = {k: {} for k in self._rules}
+            self._books["session"] = RuleBook(cfg.session_rules)
+        self._calibrator = TailCalibrator(memory=cfg.calibration_memory)
         self._agents: dict[str, dict[str, _Baselines]] = {}
         self._groups: OrderedDict[tuple[str, str], _Baselines] = OrderedDict()
+        # The last scored window and its raw tail probability, not yet counted for calibration.
+        self._pending: tuple[WindowFeatures, float] | None = None
 
     # -- rules ------------------------------------------------------------------------------
 
     def rule_for(self, kind: str, feature: str) -> FeatureRule | None:
         """The rule testing ``feature`` in windows of ``kind`` (``None``: not tested)."""
-        cache = self._resolved.get(kind)
-        if cache is None:
-            return None
-        try:
-            return cache[feature]
-        except KeyError:
-            pass
-        rule = next((r for r in self._rules[kind] if r.matches(feature)), None)
-        if rule is not None and rule.side == "none":
-            rule = None
-        if len(cache) < 4096:
-            cache[feature] = rule
-        return rule
+        book = self._books.get(kind)
+        return None if book is None else book.get(feature)
 
     # -- protocol ---------------------------------------------------------------------------
 
@@ -640,16 +551,24 @@ class RateDetector:
         return "baselined" if own and own.windows >= self.config.min_windows else "warming_up"
 
     def score(self, window: WindowFeatures) -> Finding | None:
-        """How rare the window's features are for its agent (no state change)."""
+        """How rare the window's features are for its agent.
+
+        Changes no baseline; the window's raw tail probability is remembered and counted for
+        calibration when the window is learned or observed (or the next window is scored).
+        """
         tests = self._tests(window)
         if not tests:
             return None
         best = min(tests, key=lambda t: t.p)
-        p = bonferroni(best.p, len(tests))
-        if p > self.config.report_p:
-            return None
+        raw = bonferroni(best.p, len(tests))
+        self._remember(window, raw)
+        own = self._agents.get(window.agent_id, {}).get(window.kind)
+        p = self._calibrator.p(own.cal if own else None, raw)
         cfg = self.config
+        if p > cfg.report_p:
+            return None
         notable = sorted((t for t in tests if t.p * len(tests) <= cfg.report_p), key=lambda t: t.p)
+        notable = notable or [best]
         span = (
             f"in {fmt((window.end - window.start).total_seconds())} s"
             if window.kind == "window"
@@ -670,7 +589,6 @@ class RateDetector:
             )
             for t in notable[: cfg.max_contributions]
         )
-        own = self._agents.get(window.agent_id, {}).get(window.kind)
         return Finding(
             detector=self.name,
             p=p,
@@ -683,6 +601,7 @@ class RateDetector:
                 "kind": window.kind,
                 "tested": len(tests),
                 "windows": own.windows if own else 0,
+                "raw_p": raw,
             },
         )
 
@@ -693,32 +612,23 @@ class RateDetector:
         if b.family == "ratio":
             return f"{whose} {b.typical:.1%}"
         if b.family == "count":
-            return f"{whose} {fmt(b.typical)} (±{fmt(b.high - b.typical)})"
+            when = " when used" if test.rule.active_only else ""
+            return f"{whose}{when} {fmt(b.typical)} (±{fmt(b.high - b.typical)})"
         return f"{whose} {fmt(b.typical)} ({fmt(b.low)}–{fmt(b.high)})"
 
     def _tests(self, window: WindowFeatures) -> list[_Test]:
         kind = window.kind
-        if kind not in self._rules:
+        book = self._books.get(kind)
+        if book is None:
             return []
         cfg = self.config
         minimum = self._minimum[kind]
         own = self._agents.get(window.agent_id, {}).get(kind)
         own_ready = own is not None and own.windows >= minimum
         group = self._groups.get((kind, window.peer_group))
-        values = window.values
         model = self._model
         tests: list[_Test] = []
-        for name, x in values.items():
-            rule = self.rule_for(kind, name)
-            if rule is None:
-                continue
-            trials = 0.0
-            if rule.given is not None:
-                trials = values.get(rule.given, 0.0)
-                if trials <= 0.0:
-                    continue
-            if rule.family == "volume" and x <= 0.0:
-                continue
+        for name, rule, x, trials in _observed(book, window.values):
             stat = own.features.get(name) if own_ready and own is not None else None
             reference = "own"
             if stat is None or stat[2] < minimum:
@@ -740,18 +650,72 @@ class RateDetector:
             )
         return tests
 
-    def learn(self, window: WindowFeatures) -> None:
-        """Fold the window into its agent's and its peer group's baselines (winsorised)."""
-        kind = window.kind
-        if kind not in self._rules:
-            return
-        cfg = self.config
-        kinds = self._agents.get(window.agent_id)
+    # -- calibration --------------------------------------------------------------------------
+
+    def _remember(self, window: WindowFeatures, raw: float) -> None:
+        pending = self._pending
+        if pending is not None and pending[0] is not window:
+            self._count(*pending)
+        self._pending = (window, raw)
+
+    def _settle(self, window: WindowFeatures) -> None:
+        pending = self._pending
+        if pending is not None and pending[0] is window:
+            self._pending = None
+            self._count(*pending)
+
+    def _count(self, window: WindowFeatures, raw: float) -> None:
+        own = self._owner(window.agent_id, window.kind)
+        if own.cal is None:
+            own.cal = self._calibrator.new()
+        self._calibrator.count(own.cal, raw)
+
+    def _owner(self, agent_id: str, kind: str) -> _Baselines:
+        kinds = self._agents.get(agent_id)
         if kinds is None:
-            kinds = self._agents[window.agent_id] = {}
+            kinds = self._agents[agent_id] = {}
         own = kinds.get(kind)
         if own is None:
             own = kinds[kind] = _Baselines()
+        return own
+
+    def observe(self, window: WindowFeatures) -> None:
+        """A scored window that is not learned (it was flagged).
+
+        It is counted for calibration, and its volumes widen the agent's volume scales
+        (winsorised at ``clip_k + 2`` scales, as any update) — never the locations: a
+        baseline that never sees its own tail thinks its tail is thinner than it is, but
+        what is typical must not follow what was flagged.
+        """
+        self._settle(window)
+        kind = window.kind
+        own = self._agents.get(window.agent_id, {}).get(kind)
+        if own is None or own.windows < self._minimum.get(kind, 1):
+            return
+        book = self._books[kind]
+        cfg = self.config
+        for name, x in window.values.items():
+            rule = book.get(name)
+            stat = own.features.get(name)
+            if rule is None or stat is None or rule.family != "volume" or x <= 0.0:
+                continue
+            if rule.given is not None and window.values.get(rule.given, 0.0) <= 0.0:
+                continue
+            spread = [stat[0], stat[1], stat[2]]
+            a = max(cfg.alpha, 1.0 / (stat[2] + 1.0))
+            ew_update(spread, math.log(x + rule.offset), a, cfg.clip_k, cfg.min_log_scale)
+            stat[1] = spread[1]
+
+    # -- learning ---------------------------------------------------------------------------
+
+    def learn(self, window: WindowFeatures) -> None:
+        """Fold the window into its agent's and its peer group's baselines (winsorised)."""
+        kind = window.kind
+        if kind not in self._books:
+            return
+        self._settle(window)
+        cfg = self.config
+        own = self._owner(window.agent_id, kind)
         key = (kind, window.peer_group)
         group = self._groups.get(key)
         if group is None:
@@ -774,27 +738,18 @@ class RateDetector:
     ) -> None:
         cfg = self.config
         model = self._model
+        book = self._books[kind]
         prior = cfg.prior_windows
         features = owner.features
         first = owner.windows == 0
         # Features the owner tracks but the window lacks count as zero.
         for name in [n for n in features if n not in values]:
-            rule = self.rule_for(kind, name)
-            if rule is None or rule.given is not None or rule.family == "volume":
+            rule = book.get(name)
+            if rule is None or rule.given is not None or rule.positive_only:
                 continue
             stat = features[name]
             model.update(rule, stat, 0.0, 0.0, alpha, stat[2] >= prior)
-        for name, x in values.items():
-            rule = self.rule_for(kind, name)
-            if rule is None:
-                continue
-            trials = 0.0
-            if rule.given is not None:
-                trials = values.get(rule.given, 0.0)
-                if trials <= 0.0:
-                    continue
-            if rule.family == "volume" and x <= 0.0:
-                continue
+        for name, rule, x, trials in _observed(book, values):
             found = features.get(name)
             if found is None:
                 if (x == 0.0 and not first) or len(features) >= max_features:
@@ -868,30 +823,48 @@ class RateDetector:
 
     # -- snapshots ---------------------------------------------------------------------------
 
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop everything this detector holds about the agent (a revert to a snapshot
+        taken before it had any)."""
+        self._agents.pop(agent_id, None)
+        if self._pending is not None and self._pending[0].agent_id == agent_id:
+            self._pending = None
+
     def state_of(self, agent_id: str) -> dict[str, Any] | None:
-        """The agent's baselines as plain data (msgpack-able), or ``None``."""
+        """The agent's baselines as plain data (msgpack-able), or ``None``.
+
+        A scored window not counted for calibration yet counts, as it will be.
+        """
         kinds = self._agents.get(agent_id)
+        pending = self._pending
+        if pending is not None and pending[0].agent_id == agent_id:
+            self._pending = None
+            self._count(*pending)
+            kinds = self._agents.get(agent_id)
         if not kinds:
             return None
-        return {kind: owner.state() for kind, owner in kinds.items()}
+        return {kind: owner.state(self._calibrator) for kind, owner in kinds.items()}
 
     def load_state(self, agent_id: str, state: Any) -> None:
         """Restore what :meth:`state_of` returned."""
         if not state:
             return
+        if self._pending is not None and self._pending[0].agent_id == agent_id:
+            self._pending = None
         self._agents[agent_id] = {
-            str(kind): _Baselines.from_state(owner) for kind, owner in state.items()
+            str(kind): _Baselines.from_state(owner, self._calibrator)
+            for kind, owner in state.items()
         }
 
     def group_state_of(self, group: str) -> dict[str, Any] | None:
         """A peer group's baselines as plain data, or ``None``."""
-        kinds = {k: o.state() for (k, g), o in self._groups.items() if g == group}
+        kinds = {k: o.state(self._calibrator) for (k, g), o in self._groups.items() if g == group}
         return kinds or None
 
     def load_group_state(self, group: str, state: Any) -> None:
         """Restore what :meth:`group_state_of` returned."""
         for kind, owner in (state or {}).items():
-            self._groups[(str(kind), group)] = _Baselines.from_state(owner)
+            self._groups[(str(kind), group)] = _Baselines.from_state(owner, self._calibrator)
 
 
 @register("rate")
