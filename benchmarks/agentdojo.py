@@ -2,7 +2,8 @@
 
 Runs ``agentwatch replay --all`` on the events file, then scores sessions against
 ``labels.jsonl`` (``malicious_action``): average precision and recall at ≤ 2 % false-positive
-sessions. Usage::
+sessions, the same per agent, and which detectors lie behind the sessions flagged at that
+operating point (true and false positives). Usage::
 
     .venv/bin/python -m benchmarks.agentdojo [--data ../shared/datasets/agentdojo-gpt-4o]
 """
@@ -14,10 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
-from agentwatch.evaluation.sessions import evaluate_sessions, read_labels, session_scores
+from agentwatch.evaluation.sessions import (
+    breakdown,
+    detector_counts,
+    evaluate_sessions,
+    read_groups,
+    read_labels,
+    session_detectors,
+    session_scores,
+)
 from agentwatch.replay import iter_score_lines
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared/datasets/agentdojo-gpt-4o"
@@ -48,12 +56,23 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         lines = list(iter_score_lines(scores_path))
     labels = read_labels(args.data / "labels.jsonl")
-    report = evaluate_sessions(session_scores(lines), labels, args.max_fpr)
+    scores = session_scores(lines)
+    report = evaluate_sessions(scores, labels, args.max_fpr)
     print(f"replay --all of {len(lines):,} events: {elapsed:.1f} s (incl. start-up)")
     for line in report.lines():
         print(line)
-    fired = Counter(d for line in lines if line["score"] >= 50 for d in line["detectors"])
-    print("detectors on events scoring ≥ 50:", dict(fired.most_common()))
+    agents = read_groups(args.data / "labels.jsonl")
+    for agent, (recall, fpr, positives, negatives) in breakdown(
+        scores, labels, agents, report.threshold
+    ).items():
+        print(
+            f"  {agent}: recall {recall:.3f} of {positives:,}, "
+            f"false-positive rate {fpr:.2%} of {negatives:,}"
+        )
+    hits, false = detector_counts(scores, session_detectors(lines), labels, report.threshold)
+    print(f"detectors behind flagged sessions (score ≥ {report.threshold:g}):")
+    print(f"  true positives:  {hits}")
+    print(f"  false positives: {false}")
 
 
 if __name__ == "__main__":
