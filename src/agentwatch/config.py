@@ -72,6 +72,12 @@ class WorkerSettings(_Section):
     dedup_window: int = Field(
         default=200_000, ge=0, description="recent event_ids remembered to drop redeliveries"
     )
+    snapshot_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often the changed agents' models are snapshotted to ClickHouse "
+        "(a restart replays at most this much from Kafka)",
+    )
 
 
 class DetectSettings(_Section):

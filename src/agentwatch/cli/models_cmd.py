@@ -78,7 +78,10 @@ class Backend:
     def open(cls, settings: Settings, worker_url: str | None = None) -> Backend:
         bootstrap = settings.kafka.bootstrap
         if worker_url:
-            return cls(settings, worker_url.rstrip("/"), bootstrap)
+            url = worker_url.rstrip("/")
+            if not bootstrap:  # a worker `agentwatch up` started: its config names Kafka
+                bootstrap = next((b for u, b in local_workers(settings) if u == url and b), None)
+            return cls(settings, url, bootstrap)
         if settings.storage_dsn.split(":", 1)[0].lower() in ("http", "https"):
             return cls(settings, None, bootstrap)
         for url, found_bootstrap in local_workers(settings):

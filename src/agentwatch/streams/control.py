@@ -18,10 +18,22 @@ batch.
   partitions whose state this worker does not already hold, then *catches up*: it reads
   the partition from its checkpoint to the consumer group's committed offset (where
   consumption resumes) and feeds each agent's events after its own snapshot offset to the
-  engine — without storing or publishing anything again, that was done before. The model
-  continues exactly where it stopped, open sessions included, so a restart neither forgets
-  baselines nor floods false positives. Until the restore is done :meth:`ModelState.
-  wait_ready` blocks the batch path, so no event is scored on a half-restored model.
+  engine — without storing or publishing anything again, that was done before. Given the
+  worker's batch stage, it then processes the backlog from the committed offsets to the
+  partitions' ends, all partitions merged in event time (see :meth:`ModelState.
+  restore_partitions`); Kafka's redelivery of it is skipped. The model continues where it
+  stopped, open sessions included (the previous tool and the secrets
+  read of each), so a restart neither forgets baselines nor floods false positives. One
+  gap: windows still open at the snapshot are not carried (see
+  ``DetectionEngine.snapshot``), so the first window after a restore holds the events
+  after the snapshot only. Until the restore is done :meth:`ModelState.wait_ready` blocks
+  the batch path (and control messages), so no event is scored on a half-restored model.
+* **Revokes.** The changed agents of revoked partitions are snapshotted, then given up
+  (:meth:`ModelState.disown`): an agent whose snapshot failed is not written later, when
+  its next owner may have written newer ones, and is reloaded if it comes back.
+* **Interrupted batches.** A batch interrupted between scoring and storing (a crash, a
+  cancel at shutdown) leaves the models ahead of storage: :attr:`ModelState.interrupted`
+  is set and nothing is snapshotted any more, so no snapshot claims unstored messages.
 * **Feedback.** :meth:`ModelState.apply_control` applies a control message from
   ``agentwatch.feedback.v1``: ``benign`` adds the accepted keys to the agent's baseline
   (``DetectionEngine.accept``), ``revert`` loads a stored snapshot; either is recorded (who,
@@ -37,11 +49,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import secrets
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -50,7 +64,9 @@ import msgspec
 
 from agentwatch.models.engine import SNAPSHOT_FORMAT, DetectionEngine, Notice
 from agentwatch.schemas.decode import Limits, decode_message
+from agentwatch.schemas.events import Event
 from agentwatch.schemas.feedback import FeedbackMessage, decode_feedback
+from agentwatch.storage.client import StorageError
 from agentwatch.storage.snapshots import (
     EPOCH,
     BaselineChange,
@@ -62,6 +78,7 @@ from agentwatch.streams.partitioning import partition_for
 from agentwatch.streams.processor import BatchOutput, InMessage, RecentIds
 
 __all__ = [
+    "BacklogProcess",
     "ControlResult",
     "EventSource",
     "KafkaEventSource",
@@ -80,8 +97,19 @@ RECENT_RESULTS = 1000
 YIELD_EVERY = 1000
 # Messages per read while catching up.
 CATCH_UP_CHUNK = 5000
+# Longest time spent finding the true end of the partitions (see KafkaEventSource.ends).
+END_PROBE_S = 2.0
 # Event ids remembered while catching up (drops a producer's retried duplicates).
 CATCH_UP_DEDUP = 200_000
+# Messages, and events, of the backlog handed to the worker's batch stage at a time.
+BACKLOG_CHUNK = 2000
+BACKLOG_CHUNK_EVENTS = 5000
+# Events replayed between two yields to the event loop (web pages, heartbeats go on).
+YIELD_EVENTS = 1000
+
+# The worker's whole batch stage for messages past the committed offset: decode, score,
+# store, publish (``ModelState.observe`` included); supplied by the app.
+BacklogProcess = Callable[[list[InMessage]], Awaitable[None]]
 
 
 class EventSource(Protocol):
@@ -89,6 +117,10 @@ class EventSource(Protocol):
 
     async def committed(self, partitions: set[int]) -> dict[int, int]:
         """The consumer group's committed offset of each partition that has one."""
+        ...
+
+    async def ends(self, partitions: set[int]) -> dict[int, int]:
+        """The end offset of each partition (the offset the next message will get)."""
         ...
 
     async def read(self, partition: int, start: int, end: int) -> list[InMessage]:
@@ -119,8 +151,44 @@ class KafkaEventSource:
     async def committed(self, partitions: set[int]) -> dict[int, int]:
         return await asyncio.to_thread(self._committed, partitions)
 
+    async def ends(self, partitions: set[int]) -> dict[int, int]:
+        return await asyncio.to_thread(self._ends, partitions)
+
     async def read(self, partition: int, start: int, end: int) -> list[InMessage]:
         return await asyncio.to_thread(self._read, partition, start, end)
+
+    def _ends(self, partitions: set[int]) -> dict[int, int]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="agentwatch-catch-up",
+        )
+        try:
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            if not tps:
+                return {}
+            ends = {tp: int(offset) for tp, offset in consumer.end_offsets(tps).items()}
+            # Some brokers (the embedded Tansu) answer the first offset of a partition's
+            # last record batch + 1: read on from there to the end, briefly (the end moves
+            # on while producers write; what comes later is consumed live).
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, ends[tp])
+            deadline = time.monotonic() + END_PROBE_S
+            wait_ms = 1000
+            while time.monotonic() < deadline:
+                found = consumer.poll(timeout_ms=wait_ms)
+                if not found:
+                    break
+                for tp, records in found.items():
+                    ends[tp] = max(ends[tp], int(records[-1].offset) + 1)
+                wait_ms = 200
+            return {tp.partition: offset for tp, offset in ends.items()}
+        finally:
+            consumer.close(autocommit=False)
 
     def _committed(self, partitions: set[int]) -> dict[int, int]:
         from kafka import KafkaConsumer, TopicPartition
@@ -195,10 +263,13 @@ class ModelStats:
     restore_bytes: int = 0
     last_restore_ms: float = 0.0
     caught_up_events: int = 0
+    backlog_messages: int = 0
     redelivered_skipped: int = 0
     feedback_applied: int = 0
     feedback_rejected: int = 0
     baseline_changes: int = 0
+    snapshot_errors: int = 0
+    restore_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -209,10 +280,13 @@ class ModelStats:
             "restore_bytes": self.restore_bytes,
             "last_restore_ms": round(self.last_restore_ms, 1),
             "caught_up_events": self.caught_up_events,
+            "backlog_messages": self.backlog_messages,
             "redelivered_skipped": self.redelivered_skipped,
             "feedback_applied": self.feedback_applied,
             "feedback_rejected": self.feedback_rejected,
             "baseline_changes": self.baseline_changes,
+            "snapshot_errors": self.snapshot_errors,
+            "restore_errors": self.restore_errors,
         }
 
 
@@ -285,6 +359,8 @@ class ModelState:
         self._positions: dict[int, int] = {}
         # agent -> (partition, offset): messages below it are in the restored state already
         self._floors: dict[str, tuple[int, int]] = {}
+        # partition -> offset: its backlog below it was processed during the restore
+        self._drained: dict[int, int] = {}
         self._event_ts: dict[str, datetime] = {}
         self._dirty: set[str] = set()
         # agent -> id of the snapshot its in-memory state was last written as or loaded from
@@ -293,6 +369,10 @@ class ModelState:
         self._ready = asyncio.Event()
         self._ready.set()
         self._lock = asyncio.Lock()  # held by a batch in flight and while snapshots are taken
+        # Set when a batch was interrupted between scoring and storing (a crash, a cancel at
+        # shutdown): the models are ahead of storage, so nothing is snapshotted any more;
+        # the next worker restores the last good snapshots and catches up from Kafka.
+        self.interrupted = False
 
     @property
     def store(self) -> ModelStore:
@@ -310,14 +390,25 @@ class ModelState:
         published the first time)."""
         await self.wait_ready()
         async with self._lock:
-            yield self.unseen(messages)
+            try:
+                yield self.unseen(messages)
+            except BaseException:
+                # The engine may have seen messages whose events were never stored: a
+                # snapshot from now on could claim them, and a restart would skip them.
+                self.interrupted = True
+                raise
 
     def unseen(self, messages: Sequence[InMessage]) -> list[InMessage]:
-        """``messages`` without those already in a restored agent's state."""
-        if not self._floors:
+        """``messages`` without those already in a restored agent's state (or processed
+        with the backlog during the restore)."""
+        if not self._floors and not self._drained:
             return list(messages)
         fresh: list[InMessage] = []
+        drained = self._drained
         for message in messages:
+            if message.offset < drained.get(message.partition, -1):
+                self.stats.redelivered_skipped += 1
+                continue
             floor = (
                 self._floors.get(message.key.decode("utf-8", "replace")) if message.key else None
             )
@@ -424,6 +515,14 @@ class ModelState:
     async def _write(self, snapshots: list[Snapshot], checkpoint: Mapping[int, int] | None) -> int:
         """Write ``snapshots`` in batches, then the ``checkpoint`` offsets. If a write
         fails the agents are dirty again and the error propagates (the caller retries)."""
+        if self.interrupted:
+            if snapshots or checkpoint:
+                log.warning(
+                    "not writing %d snapshots: a batch was interrupted, the models are "
+                    "ahead of storage (the next start restores the last good ones)",
+                    len(snapshots),
+                )
+            return 0
         started = time.perf_counter()
         try:
             for start in range(0, len(snapshots), WRITE_CHUNK):
@@ -478,10 +577,25 @@ class ModelState:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    async def restore_partitions(self, partitions: Iterable[int]) -> int:
+    def expect_restore(self) -> None:
+        """Block the batch path now, until the next :meth:`restore_partitions` succeeds
+        (call it when partitions are assigned, before the restore is scheduled)."""
+        self._ready.clear()
+
+    async def restore_partitions(
+        self, partitions: Iterable[int], backlog: BacklogProcess | None = None
+    ) -> int:
         """Own ``partitions`` (of the events topic): load the newest snapshot of each of
         their agents unless this worker holds exactly that state, then catch up from the
         topic to the committed offsets. Agents restored.
+
+        With ``backlog`` (the worker's batch stage), the messages past the committed
+        offsets, up to the partitions' ends, are processed too — stored, published and
+        learned — before the batch path resumes, all partitions merged in event time (the
+        batch path then skips them when Kafka delivers them). Consumed as faust hands
+        them over (round-robin, a message per partition in turn), a backlog would put the
+        partitions whose messages cover more event time ahead, and the engine's
+        watermark, shared by all agents, would make the other partitions' events late.
 
         Blocks :meth:`wait_ready` until it succeeds; a storage or Kafka error propagates
         (the caller retries) and leaves it blocked, so nothing is scored on a
@@ -495,6 +609,7 @@ class ModelState:
             for partition in wanted:
                 # Consumption resumes at the committed offset; where this worker stood is moot.
                 self._positions.pop(partition, None)
+                self._drained.pop(partition, None)
             if wanted:
                 refs = await asyncio.to_thread(self.store.latest_refs, partitions=wanted)
                 needed = {
@@ -518,7 +633,7 @@ class ModelState:
                     else:
                         self._floors.pop(agent, None)
                 if self.source is not None:
-                    await self._catch_up(wanted)
+                    await self._catch_up(wanted, backlog)
             self.owned = wanted
         self.stats.agents_restored += len(restored)
         self.stats.last_restore_ms = (time.perf_counter() - started) * 1000
@@ -532,58 +647,166 @@ class ModelState:
             )
         return len(restored)
 
-    async def _catch_up(self, partitions: set[int]) -> None:
+    async def _catch_up(self, partitions: set[int], backlog: BacklogProcess | None) -> None:
         """Feed the engine each agent's events between its snapshot and the committed
-        offset (nothing is stored or published: that was done when they came first)."""
+        offset (nothing is stored or published: that was done when they came first); with
+        ``backlog``, process the messages from there to the partitions' ends."""
         assert self.source is not None
         committed = await self.source.committed(partitions)
-        if not committed:
-            return
-        checkpoints = await asyncio.to_thread(self.store.checkpoints, self.topic, set(committed))
-        for partition, end in sorted(committed.items()):
-            floors = [o for p, o in self._floors.values() if p == partition]
-            start = checkpoints.get(partition, min(floors, default=end))
+        ends = await self.source.ends(partitions) if backlog is not None else {}
+        checkpoints = (
+            await asyncio.to_thread(self.store.checkpoints, self.topic, set(committed))
+            if committed
+            else {}
+        )
+        ranges: dict[int, list[int]] = {}  # partition -> [next offset, end]
+        for partition in sorted(partitions):
+            done = committed.get(partition)
+            if done is None and backlog is None:
+                continue  # nothing committed: consumption starts at the oldest message
+            end = ends.get(partition, done or 0) if backlog is not None else done or 0
+            if done is None:
+                start = 0  # from the oldest message kept
+            else:
+                floors = [o for p, o in self._floors.values() if p == partition]
+                start = checkpoints.get(partition, min(floors, default=done))
             if start < end:
-                await self._replay(partition, start, end)
+                ranges[partition] = [start, end]
             self._positions[partition] = max(self._positions.get(partition, end), end)
+        if ranges:
+            await self._replay(ranges, committed, backlog)
+        if backlog is not None:
+            for partition, end in ends.items():
+                if partition in partitions:
+                    self._drained[partition] = end
 
-    async def _replay(self, partition: int, start: int, end: int) -> None:
+    async def _replay(
+        self,
+        ranges: dict[int, list[int]],
+        committed: Mapping[int, int],
+        backlog: BacklogProcess | None,
+    ) -> None:
+        """Read ``ranges`` (partition -> [next, end]) and replay them in event-time order,
+        the partitions merged message by message (each partition's own order kept), as
+        they came when live. Messages below the committed offset only feed the engine;
+        the rest go to ``backlog`` in chunks."""
         assert self.source is not None
         recent = RecentIds(CATCH_UP_DEDUP)
-        fed = 0
-        while start < end:
-            messages = [m for m in await self.source.read(partition, start, end) if m.offset < end]
-            if not messages:
-                break
-            now = datetime.now(UTC)
-            out = BatchOutput()
-            for message in self.unseen(messages):
+        queues: dict[int, deque[InMessage]] = {p: deque() for p in ranges}
+        heads: dict[int, tuple[InMessage, list[Event]]] = {}
+        heap: list[tuple[datetime, int, int]] = []
+        order = itertools.count()
+        fed: Counter[int] = Counter()
+        chunk: list[InMessage] = []
+        chunk_events = 0
+
+        async def flush() -> None:
+            nonlocal chunk_events
+            if chunk and backlog is not None:
+                batch = list(chunk)
+                chunk.clear()
+                chunk_events = 0
+                await backlog(batch)
+                self.stats.backlog_messages += len(batch)
+
+        async def advance(partition: int) -> None:
+            """Make the partition's next message with unseen events its head."""
+            queue = queues[partition]
+            limit = committed.get(partition, 0)
+            while True:
+                if not queue and not await self._read_chunk(partition, ranges, queue):
+                    return
+                message = queue.popleft()
+                live = message.offset >= limit
                 if message.value is None:
+                    if live:
+                        chunk.append(message)  # dead-lettered by the batch stage
                     continue
                 decoded = decode_message(
-                    message.value, key=message.key, limits=self.limits, now=now
+                    message.value, key=message.key, limits=self.limits, now=datetime.now(UTC)
                 )
-                for event in decoded.events:
-                    if not recent.seen_before(event.event_id):
-                        self.engine.process(event)  # anomalies were raised the first time
-                        out.events.append(event)
-            self.observe(messages, out)
-            fed += len(out.events)
-            start = messages[-1].offset + 1
-        self.stats.caught_up_events += fed
+                events = (
+                    decoded.events
+                    if live
+                    else [e for e in decoded.events if not recent.seen_before(e.event_id)]
+                )
+                if events:
+                    heads[partition] = (message, events)
+                    heapq.heappush(heap, (events[0].ts, next(order), partition))
+                    return
+                if live:
+                    chunk.append(message)
+
+        for partition in sorted(ranges):
+            await advance(partition)
+        since_yield = 0
+        while heap:
+            _, _, partition = heapq.heappop(heap)
+            message, events = heads.pop(partition)
+            if message.offset >= committed.get(partition, 0):
+                chunk.append(message)
+                chunk_events += len(events)
+                if len(chunk) >= BACKLOG_CHUNK or chunk_events >= BACKLOG_CHUNK_EVENTS:
+                    await flush()
+            else:
+                await flush()  # the backlog before it, in order
+                self.observe((message,), BatchOutput(events=events))
+                for event in events:
+                    self.engine.process(event)  # anomalies were raised the first time
+                fed[partition] += len(events)
+                since_yield += len(events)
+                if since_yield >= YIELD_EVENTS:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+            await advance(partition)
+        await flush()
+        self.stats.caught_up_events += sum(fed.values())
         if fed:
-            log.info("caught up %d events of partition %d", fed, partition)
+            log.info(
+                "caught up %d events (%s)",
+                sum(fed.values()),
+                ", ".join(f"partition {p}: {n}" for p, n in sorted(fed.items())),
+            )
+
+    async def _read_chunk(
+        self, partition: int, ranges: dict[int, list[int]], queue: deque[InMessage]
+    ) -> bool:
+        """Append the next chunk of ``partition`` that a restored model has not seen to
+        ``queue``; False once its range is done."""
+        assert self.source is not None
+        while partition in ranges:
+            span = ranges[partition]
+            start, end = span
+            messages = [m for m in await self.source.read(partition, start, end) if m.offset < end]
+            if not messages:
+                del ranges[partition]
+                break
+            span[0] = messages[-1].offset + 1
+            if span[0] >= end:
+                del ranges[partition]
+            fresh = self.unseen(messages)
+            if fresh:
+                queue.extend(fresh)
+                return True
+        return False
 
     def _load(self, snapshot: Snapshot) -> bool:
         agent = snapshot.agent_id
+        # A model in memory (a revert) is kept if the snapshot cannot be loaded.
+        previous = self.engine.snapshot(agent) if self.engine.sessions.events_of(agent) else None
         try:
             self.engine.restore(agent, snapshot.state)
         except Exception as exc:  # noqa: BLE001 - a corrupt snapshot must not stop the worker
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    self.engine.restore(agent, previous)
             log.error(
-                "snapshot %s of agent %s cannot be loaded (%s); the agent starts a new baseline",
+                "snapshot %s of agent %s cannot be loaded (%s: %s); %s",
                 snapshot.snapshot_id,
                 agent,
+                type(exc).__name__,
                 exc,
+                "its model is unchanged" if previous is not None else "it starts a new baseline",
             )
             return False
         self._held[agent] = snapshot.snapshot_id
@@ -595,11 +818,25 @@ class ModelState:
         return True
 
     async def on_revoked(self, partitions: Iterable[int]) -> int:
-        """``partitions`` are being taken away: snapshot their dirty agents. Rows written."""
+        """``partitions`` are being taken away: snapshot their dirty agents, then give
+        them up (see :meth:`disown`, also when the snapshot fails). Rows written."""
         revoked = set(partitions)
-        written = await self.snapshot_dirty("revoke", revoked)
-        self.owned -= revoked
-        return written
+        try:
+            return await self.snapshot_dirty("revoke", revoked)
+        finally:
+            self.disown(revoked)
+
+    def disown(self, partitions: Iterable[int]) -> None:
+        """Stop owning ``partitions``: agents of theirs whose changes were not written are
+        no longer snapshotted (their next owner catches up from Kafka; a newer snapshot of
+        its must not be overwritten by a stale one) and are reloaded if they come back."""
+        gone = set(partitions)
+        for agent in self.dirty(gone):
+            self._dirty.discard(agent)
+            self._held.pop(agent, None)
+        for partition in gone:
+            self._drained.pop(partition, None)
+        self.owned -= gone
 
     # -- feedback -------------------------------------------------------------------------
 
@@ -611,7 +848,17 @@ class ModelState:
             self.stats.feedback_rejected += 1
             log.warning("control message rejected: %s", exc)
             return ControlResult("rejected", f"invalid control message: {exc}")
-        return await self.apply_control(message, partition)
+        try:
+            return await self.apply_control(message, partition)
+        except (StorageError, asyncio.CancelledError):
+            raise  # the caller retries: nothing was recorded
+        except Exception as exc:  # noqa: BLE001 - a control message never stops the worker
+            log.error(
+                "feedback %s could not be applied (%s); rejected",
+                message.feedback_id,
+                type(exc).__name__,
+            )
+            return self._reject(message, f"could not be applied: {type(exc).__name__}: {exc}")
 
     async def apply_control(
         self, message: FeedbackMessage, partition: int | None = None
@@ -621,6 +868,7 @@ class ModelState:
         Idempotent (a redelivered message is applied again and recorded once). Storage
         errors propagate; a revert to a snapshot that does not exist is rejected.
         """
+        await self.wait_ready()  # never on a half-restored model
         agent = message.agent_id
         if partition is not None and partition >= 0 and agent not in self._partition_of:
             # The control topic is keyed by agent_id and has as many partitions.
@@ -629,6 +877,7 @@ class ModelState:
         if message.action == "benign":
             keys = tuple(message.keys)
             async with self._lock:  # between batches
+                await self._load_if_unknown(agent)
                 self.engine.accept(agent, keys)
                 snapshots = await self._take_all([agent], message.action)
             detail = (
@@ -676,6 +925,26 @@ class ModelState:
                 "applied", detail, message.feedback_id, agent, message.action, keys, snapshot_id
             )
         )
+
+    async def _load_if_unknown(self, agent_id: str) -> None:
+        """Load the newest snapshot of ``agent_id`` if this worker holds no model of it,
+        so feedback adds to the agent's baseline instead of replacing it with a new one
+        (e.g. a verdict sent before the agent's partition was restored here)."""
+        if (
+            agent_id in self._held
+            or agent_id in self._dirty
+            or self.engine.sessions.events_of(agent_id) > 0
+        ):
+            return
+        refs = await asyncio.to_thread(self.store.latest_refs, agent_ids=[agent_id])
+        ref = refs.get(agent_id)
+        if ref is None:
+            return
+        for snapshot in await asyncio.to_thread(
+            self.store.load_states, {agent_id: ref.snapshot_id}
+        ):
+            if self._load(snapshot) and ref.offset >= 0:
+                self._floors[agent_id] = (ref.partition, ref.offset)
 
     def _reject(self, message: FeedbackMessage, detail: str) -> ControlResult:
         self.stats.feedback_rejected += 1
@@ -751,6 +1020,7 @@ class ModelState:
             "dirty": len(self._dirty),
             "owned_partitions": sorted(self.owned),
             "ready": self.ready,
+            "interrupted": self.interrupted,
             "snapshot_interval_s": self.interval_s,
             **self.stats.as_dict(),
         }

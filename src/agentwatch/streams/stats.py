@@ -1,9 +1,14 @@
-"""Worker counters, exposed as JSON (``/agentwatch/stats``) and Prometheus text (``/metrics``)."""
+"""Worker counters, exposed as JSON (``/agentwatch/stats``) and Prometheus text (``/metrics``).
+
+The model state's counters (snapshots, restores, feedback: ``ModelState.summary()``) are
+served under ``models`` in the JSON and as ``agentwatch_model_*`` metrics.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +64,8 @@ class WorkerStats:
             "recent_anomalies": list(self.recent_anomalies),
         }
 
-    def prometheus(self) -> str:
+    def prometheus(self, models: Mapping[str, Any] | None = None) -> str:
+        """The counters as Prometheus text; ``models``: ``ModelState.summary()``."""
         lines = []
         for name, help_text, value in (
             ("messages_total", "Kafka messages consumed", self.messages),
@@ -84,4 +90,55 @@ class WorkerStats:
             f'agentwatch_dead_letters_total{{reason="{reason}"}} {count}'
             for reason, count in sorted(self.dead_letters.items())
         ]
+        if models is not None:
+            lines += model_metrics(models)
         return "\n".join(lines) + "\n"
+
+
+# (summary key, metric name, help, type) of the model state's figures.
+MODEL_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("agents", "model_agents", "agents with a model in this worker", "gauge"),
+    ("dirty", "model_dirty_agents", "agents changed since their last snapshot", "gauge"),
+    ("snapshots_written", "model_snapshots_total", "model snapshots written", "counter"),
+    ("snapshot_bytes", "model_snapshot_bytes_total", "bytes of model snapshots", "counter"),
+    ("snapshot_errors", "model_snapshot_errors_total", "snapshot rounds that failed", "counter"),
+    ("last_snapshot_ms", "model_last_snapshot_ms", "duration of the last snapshot", "gauge"),
+    ("agents_restored", "model_agents_restored_total", "agents restored", "counter"),
+    ("restore_errors", "model_restore_errors_total", "restore attempts that failed", "counter"),
+    ("last_restore_ms", "model_last_restore_ms", "duration of the last restore", "gauge"),
+    (
+        "caught_up_events",
+        "model_caught_up_events_total",
+        "events replayed after restores",
+        "counter",
+    ),
+    (
+        "redelivered_skipped",
+        "model_redelivered_skipped_total",
+        "redelivered messages a restored model held already",
+        "counter",
+    ),
+    ("feedback_applied", "model_feedback_applied_total", "control messages applied", "counter"),
+    ("feedback_rejected", "model_feedback_rejected_total", "control messages rejected", "counter"),
+    ("baseline_changes", "model_baseline_changes_total", "baseline changes recorded", "counter"),
+)
+
+
+def model_metrics(models: Mapping[str, Any]) -> list[str]:
+    """Prometheus lines of a ``ModelState.summary()``."""
+    lines: list[str] = []
+    for key, name, help_text, kind in MODEL_METRICS:
+        value = models.get(key)
+        if value is None:
+            continue
+        lines += [
+            f"# HELP agentwatch_{name} {help_text}",
+            f"# TYPE agentwatch_{name} {kind}",
+            f"agentwatch_{name} {value}",
+        ]
+    lines += [
+        "# HELP agentwatch_model_ready 1 when no restore is pending",
+        "# TYPE agentwatch_model_ready gauge",
+        f"agentwatch_model_ready {int(bool(models.get('ready', True)))}",
+    ]
+    return lines
