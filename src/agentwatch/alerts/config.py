@@ -148,7 +148,12 @@ class DeliveryPolicy(_Section):
         default=None, gt=0, description="requests per second (default: the integration's)"
     )
     burst: int | None = Field(default=None, ge=1)
-    concurrency: int = Field(default=4, ge=1, description="requests in flight at once")
+    concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="requests in flight at once (with keep-alive connections); a receiver "
+        "takes at most about concurrency / response time notifications per second",
+    )
 
 
 class ReceiverConfig(BaseModel):
@@ -253,7 +258,18 @@ class StorageAlertSettings(_Section):
         "process per data dir and the ingest worker owns the main one)",
     )
     database: str | None = Field(default=None, description="default: the main database")
-    flush_interval: Duration = Field(default=0.05, gt=0, description="batching of record rows")
+    flush_interval: Duration = Field(
+        default=0.5,
+        gt=0,
+        description="delivery attempts are stored in one insert at most this often (a "
+        "notification's outbox offset is committed once its outcome is stored)",
+    )
+    alert_flush_interval: Duration = Field(
+        default=0.25,
+        ge=0,
+        description="alert states are stored in one insert at most this often, after their "
+        "notifications are on the outbox (the anomalies they list are committed once stored)",
+    )
 
 
 class KafkaAlertSettings(_Section):
@@ -263,7 +279,9 @@ class KafkaAlertSettings(_Section):
     max_in_flight: int = Field(
         default=10_000,
         ge=1,
-        description="notifications being delivered before the outbox consumer pauses",
+        description="notifications being delivered (or waiting to be) before new ones are "
+        "left to the outbox consumer and it pauses; also the alert states waiting to be "
+        "stored before the dispatcher waits for storage",
     )
     commit_interval: Duration = Field(default=1.0, gt=0)
     fetch_max_wait: Duration = Field(default=0.02, gt=0)

@@ -7,7 +7,9 @@
   characters (PagerDuty's limit) whatever the labels are.
 * alert id: one episode of a group (from its first anomaly to its resolve).
 * notification id: one notification of an episode to one receiver; a notification
-  delivered again after a restart has the same id.
+  delivered again after a restart has the same id. A firing notification's id also covers
+  the anomalies it lists, so a notification made again after a restart (its anomalies
+  consumed again) has the same id only if it says the same thing.
 
 >>> labels = {"agent_id": "billing-7", "detector": "new_destination", "severity": "high"}
 >>> key = group_key("pager", ("agent_id", "detector"), labels)
@@ -65,5 +67,16 @@ def alert_id_for(key: str, started_at_ms: int) -> str:
     return _hash(key, str(started_at_ms), size=8)
 
 
-def notification_id_for(alert_id: str, receiver: str, sequence: int, kind: str) -> str:
-    return _hash(alert_id, receiver, str(sequence), kind, size=12)
+def notification_id_for(
+    alert_id: str,
+    receiver: str,
+    sequence: int,
+    kind: str,
+    anomaly_ids: Sequence[str] = (),
+    folded: int = 0,
+) -> str:
+    """The id of notification ``sequence`` of an alert to ``receiver``, listing
+    ``anomaly_ids`` as new (and ``folded`` more not listed)."""
+    if not anomaly_ids and not folded:
+        return _hash(alert_id, receiver, str(sequence), kind, size=12)
+    return _hash(alert_id, receiver, str(sequence), kind, str(folded), *anomaly_ids, size=12)

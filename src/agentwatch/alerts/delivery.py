@@ -274,7 +274,8 @@ class ReceiverRunner:
     async def deliver(self, notification: Notification) -> DeliveryResult:
         """Deliver in order with earlier notifications of the same alert to this receiver."""
         key = notification.dedup_key
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        held = self._locks.get(key)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
         try:
             async with lock:

@@ -3,19 +3,29 @@
 ::
 
     agentwatch.anomalies.v1 ──(group agentwatch-alerts)──▶ route → silence → group
-        ──▶ alerts row (ClickHouse) ──▶ agentwatch.alerts.outbox.v1 ──▶ commit anomalies
+        ──▶ agentwatch.alerts.outbox.v1 ──▶ alerts rows (ClickHouse) ──▶ commit anomalies
     agentwatch.alerts.outbox.v1 ──(group agentwatch-alerts-delivery)──▶ deliver per receiver
         (retry, rate limit, circuit, fallback) ──▶ alert_notifications / alert_dead_letters
         ──▶ commit outbox
+
+A notification is delivered as soon as Kafka has acknowledged it on the outbox, when its
+partition is this process's (:meth:`Dispatcher._dispatch_written`); the outbox consumer
+skips it when it reads it back, and delivers everything else (records of an earlier run, of
+another dispatcher, or left to it while too many deliveries are in flight).
 
 Nothing is lost when the process dies:
 
 * an anomaly's offset is committed only once every anomaly up to it is either dropped by
   design (no route, silenced, a redelivery) or part of a notification written to the
-  outbox (acknowledged by Kafka); anomalies waiting in a group are consumed again after a
-  restart;
-* an alert's state (firing, counts, acknowledgement) is stored before its notification is
-  written to the outbox; firing alerts are loaded at start, so they still resolve;
+  outbox (acknowledged by Kafka) whose alert state is stored; anomalies waiting in a group
+  are consumed again after a restart;
+* an alert's state (firing, counts, acknowledgement, the anomalies it listed) is stored
+  after its notification is on the outbox, in one insert with the others of the last
+  ``storage.alert_flush_interval``; firing alerts are loaded at start, so they still
+  resolve. Anomalies whose notification is on the outbox but whose state is not stored
+  yet are consumed again after a restart and notified again (the same notification id
+  when the alert's earlier state was stored; a new alert with the same dedup key when
+  the notification was the alert's first);
 * an outbox offset is committed only once every notification up to it has a final
   outcome stored; after a restart the notifications without one are delivered again
   (with the same notification id and dedup key — receivers can drop the duplicate).
@@ -30,12 +40,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.partitioner import murmur2
 
 from agentwatch.alerts.config import AlertSettings
 from agentwatch.alerts.delivery import DeliveryService, ReceiverRunner
@@ -56,6 +67,15 @@ log = logging.getLogger("agentwatch.alerts")
 T = TypeVar("T")
 
 
+#: What a notification delivered at write time may wait for: the consumer reading up to a
+#: partition's first record written by this process, or reading one record.
+Gate: TypeAlias = "TopicPartition | tuple[TopicPartition, int]"
+
+
+def _gate_partition(gate: Gate) -> TopicPartition:
+    return gate if isinstance(gate, TopicPartition) else gate[0]
+
+
 class NotFound(LookupError):
     pass
 
@@ -66,12 +86,14 @@ class DispatcherStats:
     anomalies_consumed: int = 0
     anomalies_invalid: int = 0
     notifications_written: int = 0
+    notifications_started_at_write: int = 0
     notifications_replayed_skipped: int = 0
     notifications_invalid: int = 0
     deliveries_in_flight: int = 0
     storage_retries: int = 0
     kafka_retries: int = 0
     commits: int = 0
+    alert_inserts: int = 0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -137,7 +159,29 @@ class Dispatcher:
         # been delivered already (by an earlier run): their outcome is looked up first.
         # By record time, not by end offset: the embedded broker's ListOffsets can trail.
         self._assigned_ms: dict[TopicPartition, int] = {}
+        # Delivery straight after the outbox write (see _dispatch_written): per assigned
+        # outbox partition, the offsets delivered that way (the consumer skips them), the
+        # first offset this process wrote since the assignment and whether the consumer
+        # has read up to it; per dedup key, the latest notification left to the consumer;
+        # notifications waiting for a gate (a partition, or a record left to the consumer).
+        self._own: dict[TopicPartition, set[int]] = {}
+        self._first_written: dict[TopicPartition, int] = {}
+        self._caught_up: set[TopicPartition] = set()
+        self._left: dict[str, tuple[TopicPartition, int]] = {}
+        self._waiting: dict[Gate, list[tuple[TopicPartition, int, Notification]]] = {}
+        self._waiting_count = 0
+        self._writing: asyncio.Future[None] | None = None  # the outbox write under way
+        self._partitions: dict[tuple[bytes, int], int] = {}
         self._flush_lock = asyncio.Lock()
+        # Alert states written to the outbox and not stored yet, with the anomaly positions
+        # they release once stored (see _store_loop); emits and stores are numbered.
+        self._unstored: list[tuple[AlertState, tuple[Any, ...]]] = []
+        self._emitted = 0
+        self._stored = 0
+        self._store_wake = asyncio.Event()
+        self._store_lock = asyncio.Lock()
+        self._idle = asyncio.Event()  # no emit under way
+        self._idle.set()
         self._deliveries: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._wake = asyncio.Event()
@@ -179,7 +223,9 @@ class Dispatcher:
             "max_poll_interval_ms": 600_000,
         }
         self._anomaly_consumer = AIOKafkaConsumer(
-            group_id=self.settings.kafka.group_id, client_id="agentwatch-alerts", **common
+            group_id=self.settings.kafka.group_id,
+            client_id="agentwatch-alerts",
+            **common,
         )
         self._anomaly_consumer.subscribe(
             [self.kafka.topics.anomalies],
@@ -203,6 +249,7 @@ class Dispatcher:
         tasks = [
             asyncio.create_task(self._anomaly_loop(), name="alerts-anomalies"),
             asyncio.create_task(self._timer_loop(), name="alerts-timers"),
+            asyncio.create_task(self._store_loop(), name="alerts-store"),
             asyncio.create_task(self._delivery_loop(), name="alerts-delivery"),
             asyncio.create_task(self._commit_loop(), name="alerts-commits"),
         ]
@@ -225,6 +272,7 @@ class Dispatcher:
         for task in list(self._deliveries):
             task.cancel()
         await self.recorder.aclose()
+        await self._store_pending()
         await self._commit(final=True)
         for consumer in (self._anomaly_consumer, self._outbox_consumer):
             if consumer is not None:
@@ -322,8 +370,10 @@ class Dispatcher:
                         self.anomaly_offsets.track(tp, record.offset, joined)
                     else:
                         self.anomaly_offsets.done(tp, record.offset)
-            await self.flush_due()
-            self._wake.set()
+            self._wake.set()  # the timer loop emits what fell due
+            # Fetch on while an emit is under way, but at most one batch ahead of it (and
+            # none further while storage or Kafka writes are failing).
+            await self._idle.wait()
 
     async def _timer_loop(self) -> None:
         tick = self.settings.tick
@@ -343,31 +393,166 @@ class Dispatcher:
                 await self._emit(flushes)
 
     async def _emit(self, flushes: list[Flush]) -> None:
-        """Store the alerts' state, write their notifications to the outbox, release."""
-        states = [f.state for f in flushes]
-        store = self.store.store
-        await self._storage("storing alerts", lambda: self.store.run(store.upsert_alerts, states))
+        """Write the flushes' notifications to the outbox, start delivering them, queue their
+        alerts' state for storing (the anomalies they list are released once it is)."""
+        self._idle.clear()
+        try:
+            await self._emit_now(flushes)
+        finally:
+            self._idle.set()
+
+    async def _emit_now(self, flushes: list[Flush]) -> None:
         now = datetime.now(UTC)
         notifications = [n for f in flushes for n in notifications_for(f, now=now)]
         if notifications:
-            await self._retry(
-                "writing the outbox", lambda: self._write_outbox(notifications), "kafka_retries"
-            )
-        for flush in flushes:
-            for position in flush.positions:
-                if isinstance(position, tuple):
-                    self.anomaly_offsets.release(position[0], int(position[1]))
+            # The consumer may read these records before the write returns: it waits for
+            # this write to be dispatched (see _consume_outbox), so it knows they are ours.
+            writing = self._writing = asyncio.get_running_loop().create_future()
+            try:
+                written = await self._retry(
+                    "writing the outbox", lambda: self._write_outbox(notifications), "kafka_retries"
+                )
+                self._dispatch_written(notifications, written)
+            finally:
+                self._writing = None
+                writing.set_result(None)
+        self._unstored.extend((f.state, f.positions) for f in flushes)
+        self._emitted += 1
+        self._store_wake.set()
+        if len(self._unstored) >= self.settings.kafka.max_in_flight:
+            await self._wait_stored(self._emitted)  # storage is slow or failing: hold on
 
-    async def _write_outbox(self, notifications: list[Notification]) -> None:
+    # -- alert states -------------------------------------------------------------------
+
+    async def _store_loop(self) -> None:
+        """Store the states of what was emitted, at most every ``alert_flush_interval``."""
+        interval = self.settings.storage.alert_flush_interval
+        last = 0.0
+        while True:
+            await self._store_wake.wait()
+            self._store_wake.clear()
+            pause = last + interval - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            last = time.monotonic()
+            await self._store_pending()
+
+    async def _store_pending(self) -> None:
+        """Store the alert states emitted so far (one insert, the latest state of each
+        alert), then release the anomalies their notifications listed."""
+        async with self._store_lock:
+            if not self._unstored:
+                return
+            batch, self._unstored = self._unstored, []
+            upto = self._emitted
+            latest = {state.alert_id: state for state, _ in batch}
+            states = list(latest.values())
+            store = self.store.store
+            try:
+                await self._storage(
+                    "storing alerts", lambda: self.store.run(store.upsert_alerts, states)
+                )
+            except asyncio.CancelledError:
+                self._unstored[:0] = batch  # stored on close, or consumed again after a restart
+                raise
+            self.stats.alert_inserts += 1
+            for _, positions in batch:
+                for position in positions:
+                    if isinstance(position, tuple):
+                        self.anomaly_offsets.release(position[0], int(position[1]))
+            self._stored = upto
+
+    async def _wait_stored(self, emitted: int) -> None:
+        """Return once the states of emit number ``emitted`` are stored (storing them now)."""
+        if self._stored < emitted:
+            await self._store_pending()
+
+    def _partition_for(self, key: bytes, partitions: list[int]) -> int:
+        """The outbox partition of ``key``: Kafka's default partitioner (murmur2), cached —
+        an alert's notifications all have its dedup key."""
+        count = len(partitions)
+        index = self._partitions.get((key, count))
+        if index is None:
+            if len(self._partitions) >= 100_000:
+                self._partitions.clear()
+            index = self._partitions[(key, count)] = (murmur2(key) & 0x7FFFFFFF) % count
+        return partitions[index]
+
+    async def _write_outbox(
+        self, notifications: list[Notification]
+    ) -> list[tuple[TopicPartition, int]]:
+        """Write ``notifications`` to the outbox; where each landed, once Kafka has them."""
         producer = self._producer
         assert producer is not None
         topic = self.settings.kafka.outbox_topic
-        futures = [
-            await producer.send(topic, encode_notification(n), key=n.dedup_key.encode())
-            for n in notifications
-        ]
-        await asyncio.gather(*futures)
+        partitions = sorted(await producer.partitions_for(topic))
+        futures = []
+        for n in notifications:
+            key = n.dedup_key.encode()
+            partition = self._partition_for(key, partitions) if partitions else None
+            futures.append(
+                await producer.send(topic, encode_notification(n), key=key, partition=partition)
+            )
+        metadata = await asyncio.gather(*futures)
         self.stats.notifications_written += len(notifications)
+        return [(TopicPartition(topic, m.partition), int(m.offset)) for m in metadata]
+
+    def _dispatch_written(
+        self, notifications: list[Notification], written: list[tuple[TopicPartition, int]]
+    ) -> None:
+        """Deliver the notifications just written without waiting to read them back.
+
+        Only those on outbox partitions assigned to this process; the consumer skips them
+        when it reads them. Their offsets are tracked at once, so the outbox commit waits
+        for their outcome as for any other. Each alert's notifications to a receiver stay
+        in order: a notification waits (in memory) until the consumer has read the records
+        it must follow — on a partition, everything before this process's first write
+        since the assignment (notifications of an earlier run); for its dedup key, an
+        earlier notification that was left to the consumer. With ``max_in_flight``
+        deliveries in flight, notifications are left to the consumer, as before.
+        """
+        consumer = self._outbox_consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        limit = self.settings.kafka.max_in_flight
+        for notification, (tp, offset) in zip(notifications, written, strict=True):
+            if tp not in assigned:
+                continue  # another dispatcher's partition: its consumer delivers it
+            first = self._first_written.setdefault(tp, offset)
+            position = self.outbox_offsets.position(tp)
+            if position is not None and position > first:
+                self._open_gate(tp)
+            if position is not None and offset < position:
+                continue  # already read back (and delivered) by the consumer
+            key = notification.dedup_key
+            if len(self._deliveries) + self._waiting_count >= limit:
+                self._left[key] = (tp, offset)
+                continue
+            self._own.setdefault(tp, set()).add(offset)
+            self.outbox_offsets.track(tp, offset, advance=False)
+            self.stats.notifications_started_at_write += 1
+            gate: Gate | None = self._left.get(key) or (None if tp in self._caught_up else tp)
+            if gate is None:
+                self._start_delivery(tp, offset, notification)
+            else:
+                self._waiting.setdefault(gate, []).append((tp, offset, notification))
+                self._waiting_count += 1
+
+    def _open_gate(self, gate: Gate) -> None:
+        """The consumer has read the records ``gate`` stands for: start what waited."""
+        if isinstance(gate, TopicPartition):
+            self._caught_up.add(gate)
+        waiting = self._waiting.pop(gate, None)
+        if waiting:
+            self._waiting_count -= len(waiting)
+            for tp, offset, notification in waiting:
+                self._start_delivery(tp, offset, notification)
+
+    def _start_delivery(self, tp: TopicPartition, offset: int, notification: Notification) -> None:
+        task = asyncio.create_task(self._deliver(tp, offset, notification))
+        self._deliveries.add(task)
+        task.add_done_callback(self._delivery_done)
 
     async def _anomalies_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._commit_consumer("anomalies", only=revoked)
@@ -387,31 +572,54 @@ class Dispatcher:
             batches = await consumer.getmany(
                 timeout_ms=200, max_records=min(1000, limit - len(self._deliveries))
             )
+            writing = self._writing
+            if batches and writing is not None:
+                await asyncio.shield(writing)
             for tp, records in batches.items():
-                assigned_ms = self._assigned_ms.get(tp, int(time.time() * 1000))
-                decoded: list[tuple[int, Notification, bool]] = []
-                for record in records:
-                    earlier = record.timestamp is None or record.timestamp <= assigned_ms
-                    try:
-                        decoded.append((record.offset, decode_notification(record.value), earlier))
-                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                        self.stats.notifications_invalid += 1
-                        log.warning("invalid outbox record skipped: %s", str(exc)[:200])
-                        self.outbox_offsets.done(tp, record.offset)
-                replayed = [n.notification_id for _, n, earlier in decoded if earlier]
-                finished: set[str] = set()
-                if replayed:
-                    finished = await self._finished(replayed)
-                for offset, notification, _ in decoded:
-                    if notification.notification_id in finished:
-                        self.stats.notifications_replayed_skipped += 1
-                        self.outbox_offsets.done(tp, offset)
-                        continue
-                    self.outbox_offsets.track(tp, offset)
-                    task = asyncio.create_task(self._deliver(tp, offset, notification))
-                    self._deliveries.add(task)
-                    task.add_done_callback(self._delivery_done)
+                await self._consume_outbox(tp, records)
             self.stats.deliveries_in_flight = len(self._deliveries)
+
+    async def _consume_outbox(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Deliver what the consumer read, in order; skip what was delivered at write time."""
+        assigned_ms = self._assigned_ms.get(tp, int(time.time() * 1000))
+        own_before = self._own.get(tp, ())
+        entries: list[tuple[int, str, Notification | None]] = []
+        replayed: list[str] = []
+        for record in records:
+            key = record.key.decode("utf-8", "replace") if record.key else ""
+            if record.offset in own_before:
+                entries.append((record.offset, key, None))
+                continue
+            try:
+                notification = decode_notification(record.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.stats.notifications_invalid += 1
+                log.warning("invalid outbox record skipped: %s", str(exc)[:200])
+                entries.append((record.offset, key, None))
+                continue
+            if record.timestamp is None or record.timestamp <= assigned_ms:
+                replayed.append(notification.notification_id)
+            entries.append((record.offset, key, notification))
+        # Written before this process had the partition: maybe delivered already.
+        finished = await self._finished(replayed) if replayed else set()
+        first = self._first_written.get(tp)
+        own = self._own.setdefault(tp, set())  # (more may have been written meanwhile)
+        for offset, key, read in entries:
+            if first is not None and offset >= first and tp not in self._caught_up:
+                self._open_gate(tp)  # every record before this process's writes is read
+            if offset in own:
+                own.discard(offset)  # delivered since it was written
+            elif read is None:
+                pass  # invalid
+            elif read.notification_id in finished:
+                self.stats.notifications_replayed_skipped += 1
+            else:
+                self.outbox_offsets.track(tp, offset)
+                self._start_delivery(tp, offset, read)
+            self.outbox_offsets.done(tp, offset)
+            if self._left.get(key) == (tp, offset):
+                del self._left[key]
+            self._open_gate((tp, offset))
 
     async def _finished(self, notification_ids: list[str]) -> set[str]:
         store = self.store.store
@@ -435,10 +643,24 @@ class Dispatcher:
         now_ms = int(time.time() * 1000)
         for tp in assigned:
             self._assigned_ms[tp] = now_ms
+        self._forget_written(assigned)
+
+    def _forget_written(self, partitions: set[TopicPartition]) -> None:
+        """Partitions assigned or revoked: what was written to them before is the
+        consumer's (this process's, if they come back to it, or another dispatcher's)."""
+        for tp in partitions:
+            self._own.pop(tp, None)
+            self._first_written.pop(tp, None)
+            self._caught_up.discard(tp)
+        if any(tp in partitions for tp, _ in self._left.values()):
+            self._left = {k: v for k, v in self._left.items() if v[0] not in partitions}
+        for gate in [g for g in self._waiting if _gate_partition(g) in partitions]:
+            self._waiting_count -= len(self._waiting.pop(gate))
 
     async def _outbox_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._commit_consumer("outbox", only=revoked)
         self.outbox_offsets.forget(revoked)
+        self._forget_written(revoked)
         for tp in revoked:
             self._assigned_ms.pop(tp, None)
 
@@ -496,23 +718,33 @@ class Dispatcher:
                 flush = self.pipeline.grouper.acknowledge(live.alert_id, by, comment, now)
                 state = self.pipeline.grouper.state_of(live.alert_id, now)
                 assert state is not None
-                if flush is not None:
-                    await self._emit([flush])
-                return state
-            store = self.store.store
-            stored = await self.store.run(store.get_alert, alert_id)
-            if stored is None:
-                raise NotFound(alert_id)
-            from dataclasses import replace
+                if flush is None:
+                    return state
+                await self._emit([flush])
+                emitted = self._emitted
+            else:
+                return await self._acknowledge_stored(alert_id, by, comment, now)
+        await self._wait_stored(emitted)  # (not holding up other notifications meanwhile)
+        return state
 
-            acked = replace(
-                stored, acked_by=by, acked_at=utc(now), ack_comment=comment, updated_at=utc(now)
-            )
-            await self.store.run(store.upsert_alerts, [acked])
-            return acked
+    async def _acknowledge_stored(
+        self, alert_id: str, by: str, comment: str, now: float
+    ) -> AlertState:
+        """Acknowledge an alert the dispatcher no longer holds (resolved, or not resumed)."""
+        await self._wait_stored(self._emitted)  # its latest state may be on its way
+        store = self.store.store
+        stored = await self.store.run(store.get_alert, alert_id)
+        if stored is None:
+            raise NotFound(alert_id)
+        acked = replace(
+            stored, acked_by=by, acked_at=utc(now), ack_comment=comment, updated_at=utc(now)
+        )
+        await self.store.run(store.upsert_alerts, [acked])
+        return acked
 
     async def alerts(self, status: str | None, limit: int) -> list[tuple[AlertState, bool]]:
         """Alerts, newest first; live state where the dispatcher holds it."""
+        await self._wait_stored(self._emitted)
         now = self._now()
         live = {s.alert_id: s for s in self.pipeline.grouper.states(now)}
         store = self.store.store
@@ -536,6 +768,7 @@ class Dispatcher:
         state = self.pipeline.grouper.state_of(alert_id, now)
         store = self.store.store
         if state is None:
+            await self._wait_stored(self._emitted)
             state = await self.store.run(store.get_alert, alert_id)
         if state is None:
             raise NotFound(alert_id)
@@ -617,12 +850,17 @@ class Dispatcher:
             "groups": len(self.pipeline.grouper),
             "notifications": {
                 "written": self.stats.notifications_written,
+                "started_at_write": self.stats.notifications_started_at_write,
                 "in_flight": len(self._deliveries),
                 "replayed_skipped": self.stats.notifications_replayed_skipped,
                 "invalid": self.stats.notifications_invalid,
             },
             "receivers": receivers,
             "storage_retries": self.stats.storage_retries + self.recorder.retries,
+            "storage_inserts": {
+                "alerts": self.stats.alert_inserts,
+                "notifications": self.recorder.inserts,
+            },
             "kafka_retries": self.stats.kafka_retries,
             "silences_active": sum(1 for s in self.silencer.all() if s.active(utc(self._now()))),
         }

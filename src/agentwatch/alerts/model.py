@@ -43,8 +43,13 @@ def short_hash(*parts: str, size: int = 10) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=size).hexdigest()
 
 
-class AlertItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One anomaly as listed in a notification."""
+class AlertItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One anomaly as listed in a notification.
+
+    Not tracked by the garbage collector (``gc=False``: its fields are strings, numbers,
+    datetimes and string dicts, so it cannot be part of a reference cycle). Live groups
+    keep their latest items, which would otherwise make every collection slower.
+    """
 
     anomaly_id: str
     agent_id: str
@@ -59,8 +64,11 @@ class AlertItem(msgspec.Struct, frozen=True, kw_only=True):
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Notification(msgspec.Struct, frozen=True, kw_only=True):
-    """One message to one receiver about one alert (a group of anomalies, one episode)."""
+class Notification(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One message to one receiver about one alert (a group of anomalies, one episode).
+
+    ``gc=False`` as :class:`AlertItem`: no field can refer back to it.
+    """
 
     schema_version: Literal["1"] = "1"
     notification_id: str

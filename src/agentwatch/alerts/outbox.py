@@ -4,7 +4,8 @@
 their order), value = a :class:`~agentwatch.alerts.model.Notification` as JSON. The
 dispatcher's delivery loop consumes it in its own consumer group and commits an offset
 only when every notification before it has a final outcome recorded in ClickHouse, so a
-dispatcher killed mid-delivery delivers the rest after its restart.
+dispatcher killed mid-delivery delivers the rest after its restart. (The dispatcher
+delivers its own notifications as soon as Kafka has them; the consumer then skips them.)
 
 :class:`OffsetTracker` (pure) computes what may be committed: per partition, the lowest
 offset still in work, or one past the highest seen.
@@ -12,7 +13,8 @@ offset still in work, or one past the highest seen.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+import heapq
+from collections import Counter
 from collections.abc import Hashable, Iterable
 
 from kafka import KafkaAdminClient
@@ -27,6 +29,12 @@ __all__ = ["OffsetTracker", "ensure_topic"]
 class OffsetTracker:
     """Offsets in work per partition; :meth:`committable` is what a commit may say.
 
+    A partition's commit is the lowest offset still in work, and never more than one past
+    the highest offset its consumer has seen (:meth:`track`, :meth:`done`). Offsets may
+    also be put in work ahead of the consumer (``advance=False``: a notification delivered
+    as soon as the outbox acknowledged it, before the consumer reads it back); they hold
+    the commit like any other, and do not move it forward.
+
     >>> t = OffsetTracker()
     >>> for offset in (5, 6, 7): t.track("p0", offset)
     >>> t.release("p0", 6); t.committable()
@@ -35,24 +43,36 @@ class OffsetTracker:
     {'p0': 7}
     >>> t.release("p0", 7); t.committable()
     {'p0': 8}
+    >>> t.track("p0", 9, advance=False); t.committable()  # the consumer is at 8
+    {'p0': 8}
+    >>> t.done("p0", 8); t.done("p0", 9); t.committable()  # 9 is still in work
+    {'p0': 9}
     """
 
     def __init__(self) -> None:
         self._open: dict[Hashable, Counter[int]] = {}
-        self._order: dict[Hashable, deque[int]] = {}
+        self._order: dict[Hashable, list[int]] = {}  # heap of the open offsets
         self._next: dict[Hashable, int] = {}
 
-    def track(self, partition: Hashable, offset: int, count: int = 1) -> None:
-        """``offset`` is in work ``count`` times (released as many times)."""
+    def track(self, partition: Hashable, offset: int, count: int = 1, advance: bool = True) -> None:
+        """``offset`` is in work ``count`` times (released as many times).
+
+        ``advance``: the consumer has seen ``offset`` (else it is in work ahead of it).
+        """
         opened = self._open.setdefault(partition, Counter())
         if offset not in opened:
-            self._order.setdefault(partition, deque()).append(offset)
+            heapq.heappush(self._order.setdefault(partition, []), offset)
         opened[offset] += count
-        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+        if advance:
+            self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
     def done(self, partition: Hashable, offset: int) -> None:
-        """``offset`` was seen and needs no work."""
+        """``offset`` was seen and needs no (more) work from the consumer."""
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def position(self, partition: Hashable) -> int | None:
+        """One past the highest offset the consumer has seen (``None``: none yet)."""
+        return self._next.get(partition)
 
     def release(self, partition: Hashable, offset: int) -> None:
         opened = self._open.get(partition)
@@ -70,9 +90,9 @@ class OffsetTracker:
         for partition, nxt in self._next.items():
             order = self._order.get(partition)
             opened = self._open.get(partition)
-            while order and opened is not None and order[0] not in opened:
-                order.popleft()
-            out[partition] = order[0] if order else nxt
+            while order and (opened is None or order[0] not in opened):
+                heapq.heappop(order)
+            out[partition] = min(order[0], nxt) if order else nxt
         return out
 
     def forget(self, partitions: Iterable[Hashable]) -> None:

@@ -156,12 +156,15 @@ def notifications_for(flush: Flush, *, now: datetime | None = None) -> list[Noti
     state = flush.state
     created = now or datetime.now(UTC)
     common = _common_labels(flush.items) if flush.items else dict(state.group_labels)
+    new = flush.kind == "firing" and not flush.repeat
+    listed = [item.anomaly_id for item in flush.items] if new else []
+    folded = flush.folded if new else 0
     out = []
     for receiver in state.receivers:
         out.append(
             Notification(
                 notification_id=notification_id_for(
-                    state.alert_id, receiver, state.sequence, flush.kind
+                    state.alert_id, receiver, state.sequence, flush.kind, listed, folded
                 ),
                 kind=flush.kind,
                 receiver=receiver,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from agentwatch.config import Settings
 from agentwatch.storage.client import connect, redact_dsn
 from agentwatch.storage.migrate import apply_migrations
 
-__all__ = ["open_store", "serve"]
+__all__ = ["open_store", "serve", "tune_gc"]
 
 log = logging.getLogger("agentwatch.alerts")
 
@@ -32,6 +33,24 @@ def open_store(settings: Settings, alert_settings: AlertSettings, *, migrate: bo
     return AlertStore(client, storage.database)
 
 
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Garbage collection for a long-running dispatcher process.
+
+    The state loaded at start (and the modules, clients and settings) is moved out of the
+    collector's reach (``gc.freeze``), and young collections run less often: with the
+    defaults, full collections of a busy dispatcher took over 100 ms each and the
+    collector a sixth of its time. Reference cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(GC_GEN0_THRESHOLD, gen0), gen1, gen2)
+
+
 async def serve(
     settings: Settings,
     alert_settings: AlertSettings,
@@ -40,8 +59,15 @@ async def serve(
     store: AlertStore | None = None,
     on_ready: Callable[[Dispatcher, int], None] | None = None,
     handle_signals: bool = True,
+    own_process: bool | None = None,
 ) -> None:
-    """Run a dispatcher and its API until SIGTERM/SIGINT (or the dispatcher stops)."""
+    """Run a dispatcher and its API until SIGTERM/SIGINT (or the dispatcher stops).
+
+    ``own_process`` (default: ``handle_signals``): the process runs nothing else, so its
+    garbage collection is tuned for the dispatcher (:func:`tune_gc`) once it is ready.
+    """
+    if own_process is None:
+        own_process = handle_signals
     validate_receivers(alert_settings)
     if store is None:
         store = await asyncio.to_thread(open_store, settings, alert_settings, migrate=True)
@@ -60,6 +86,8 @@ async def serve(
     ready = asyncio.create_task(dispatcher.ready.wait())
     try:
         await asyncio.wait([run, ready], return_when=asyncio.FIRST_COMPLETED)
+        if ready.done() and own_process:
+            tune_gc()
         if ready.done() and on_ready is not None:
             on_ready(dispatcher, port)
         await run

@@ -171,6 +171,34 @@ def _redacted_items(items: Sequence[AlertItem]) -> str:
     return redact_text(text)
 
 
+class _RedactedItems:
+    """:func:`_redacted_items`, one item at a time, each item redacted once.
+
+    An alert row is stored on every notification with its latest anomalies, so an anomaly
+    is stored up to :data:`STORED_RECENT` times: its redacted JSON is kept (by anomaly id,
+    bounded) rather than redacted again each time. Items are redacted separately and
+    joined, which gives the same text as redacting the array (no redaction pattern spans
+    two items' JSON: every item starts with its ``anomaly_id`` key).
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._cache: dict[str, tuple[AlertItem, str]] = {}
+
+    def _one(self, item: AlertItem) -> str:
+        cached = self._cache.get(item.anomaly_id)
+        if cached is not None and (cached[0] is item or cached[0] == item):
+            return cached[1]
+        text = redact_text(_items_encoder.encode(item).decode("utf-8"))
+        if len(self._cache) >= self.capacity:
+            del self._cache[next(iter(self._cache))]
+        self._cache[item.anomaly_id] = (item, text)
+        return text
+
+    def __call__(self, items: Sequence[AlertItem]) -> str:
+        return "[" + ",".join(self._one(item) for item in items) + "]"
+
+
 class _Version:
     """Strictly increasing row versions (microseconds since the epoch, or one more)."""
 
@@ -191,9 +219,24 @@ class AlertStore:
         self.client = client
         self.database = check_database_name(database)
         self._version = _Version()
+        self._redacted_items = _RedactedItems()
+        self._column_types: dict[str, list[Any]] = {}
 
     def _table(self, name: str) -> str:
         return f"{self.database}.{name}"
+
+    def _insert(self, name: str, rows: list[list[Any]], columns: Sequence[str]) -> None:
+        """Insert ``rows``; the column types are looked up once per table, not per insert."""
+        table = self._table(name)
+        types = self._column_types.get(table)
+        if types is None:
+            context = self.client.create_insert_context(table, list(columns))
+            types = self._column_types[table] = list(context.column_types)
+        try:
+            self.client.insert(table, rows, column_names=list(columns), column_types=types)
+        except Exception:
+            self._column_types.pop(table, None)  # looked up again (the table may have changed)
+            raise
 
     # --- alerts ----------------------------------------------------------------------
 
@@ -222,13 +265,13 @@ class AlertStore:
                 s.acked_by,
                 s.acked_at,
                 redact_text(s.ack_comment),
-                _redacted_items(s.recent[-STORED_RECENT:]),
+                self._redacted_items(s.recent[-STORED_RECENT:]),
                 s.updated_at,
                 self._version.next(),
             ]
             for s in states
         ]
-        self.client.insert(self._table("alerts"), rows, column_names=list(ALERT_COLUMNS))
+        self._insert("alerts", rows, ALERT_COLUMNS)
 
     def _alert_rows(self, where: str, parameters: dict[str, Any], limit: int) -> list[AlertState]:
         columns = ", ".join(c for c in ALERT_COLUMNS if c not in ("agent_id", "version"))
@@ -316,9 +359,7 @@ class AlertStore:
             ]
             for r in records
         ]
-        self.client.insert(
-            self._table("alert_notifications"), rows, column_names=list(ATTEMPT_COLUMNS)
-        )
+        self._insert("alert_notifications", rows, ATTEMPT_COLUMNS)
 
     def insert_dead_letters(self, records: Sequence[DeadLetterRecord]) -> None:
         if not records:
@@ -342,9 +383,7 @@ class AlertStore:
                     redact_text(encode_notification(n).decode("utf-8")),
                 ]
             )
-        self.client.insert(
-            self._table("alert_dead_letters"), rows, column_names=list(DEAD_LETTER_COLUMNS)
-        )
+        self._insert("alert_dead_letters", rows, DEAD_LETTER_COLUMNS)
 
     def finished(self, notification_ids: Sequence[str]) -> set[str]:
         """Which of ``notification_ids`` have a final outcome recorded."""
@@ -417,7 +456,7 @@ class AlertStore:
             ]
             for s in silences
         ]
-        self.client.insert(self._table("silences"), rows, column_names=list(SILENCE_COLUMNS))
+        self._insert("silences", rows, SILENCE_COLUMNS)
 
     def silences(self) -> list[Silence]:
         result = self.client.query(
@@ -481,6 +520,7 @@ class BufferedRecorder:
         self._lock = asyncio.Lock()
         self.retries = 0
         self.rows = 0
+        self.inserts = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -518,6 +558,7 @@ class BufferedRecorder:
             try:
                 if attempts:
                     await self.store.run(self.store.store.insert_attempts, attempts)
+                    self.inserts += 1
                     attempts = []
                 if dead:
                     await self.store.run(self.store.store.insert_dead_letters, dead)

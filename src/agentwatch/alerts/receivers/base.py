@@ -13,6 +13,7 @@ No message built here holds the receiver's URL or credentials.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ssl
 import time
@@ -22,9 +23,12 @@ from typing import Any, Protocol
 
 import aiohttp
 import msgspec
+from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+from yarl import URL
 
 from agentwatch.alerts.config import DeliveryPolicy
 from agentwatch.alerts.model import Kind, Notification
+from agentwatch.alerts.receivers.http1 import Http1Pool
 from agentwatch.storage.redact import redact_text
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
 
 USER_AGENT = "agentwatch-alerts/1"
 MAX_REASON_CHARS = 500
+_ENV_CACHE = 256  # URLs whose proxy and .netrc lookups are kept
 
 
 class DeliveryError(Exception):
@@ -183,16 +188,54 @@ def error_for_exception(exc: BaseException, secrets: Secrets) -> DeliveryError:
     return DeliveryError(f"unexpected error ({text})", retryable=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _EnvRoute:
+    """A URL and what the environment says about requests to it (see :class:`HttpTransport`)."""
+
+    url: URL
+    proxy: str | None = None
+    proxy_headers: dict[str, str] | None = None  # Proxy-Authorization
+    authorization: str | None = None  # from ~/.netrc
+
+
+def _env_route(url: str) -> _EnvRoute:
+    """The proxy (``HTTP(S)_PROXY``/``NO_PROXY``) and ``~/.netrc`` credentials for ``url``,
+    as aiohttp's ``trust_env`` finds them (blocking: reads files)."""
+    parsed = URL(url)
+    proxy: str | None = None
+    proxy_headers: dict[str, str] | None = None
+    with contextlib.suppress(LookupError):
+        found, proxy_auth = get_env_proxy_for_url(parsed)
+        proxy = str(found)
+        if proxy_auth is not None:
+            proxy_headers = {"Proxy-Authorization": proxy_auth.encode()}
+    authorization: str | None = None
+    if parsed.host is not None and parsed.user is None:
+        with contextlib.suppress(LookupError):
+            authorization = basicauth_from_netrc(netrc_from_env(), parsed.host).encode()
+    return _EnvRoute(parsed, proxy, proxy_headers, authorization)
+
+
 class HttpTransport:
-    """One receiver's HTTP client: a keep-alive pool sized to its concurrency, the policy's
-    timeout, TLS certificates always verified (optionally against a private CA), no
-    redirects. aiohttp, the HTTP stack the dispatcher's API already runs on."""
+    """One receiver's HTTP client: keep-alive connections, at most its concurrency at once,
+    the policy's timeout per request, TLS certificates always verified (optionally against
+    a private CA), no redirects, no cookies.
+
+    Requests go over :class:`~agentwatch.alerts.receivers.http1.Http1Pool` (a small HTTP/1.1
+    client: half aiohttp's CPU per request), or through aiohttp when the environment names
+    a proxy for the URL. Proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) and ``~/.netrc``
+    credentials are honoured as with aiohttp's ``trust_env``, but looked up once per URL
+    (on first use, off the event loop) rather than on every request (aiohttp's
+    ``trust_env`` reads ``.netrc`` twice per request, on executor threads).
+    """
 
     def __init__(self, policy: DeliveryPolicy, *, ca_file: str | None = None) -> None:
         self.timeout = policy.timeout
         self.limit = policy.concurrency
         self.ssl_context = ssl.create_default_context(cafile=ca_file)
         self._session: aiohttp.ClientSession | None = None
+        self._env: dict[str, _EnvRoute] = {}
+        self._pools: dict[tuple[str, str, int | None], Http1Pool] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -202,14 +245,49 @@ class HttpTransport:
                 ),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"User-Agent": USER_AGENT},
-                trust_env=True,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,  # see _env_route
             )
         return self._session
 
+    async def _route(self, url: str) -> _EnvRoute:
+        route = self._env.get(url)
+        if route is None:
+            route = await asyncio.to_thread(_env_route, url)
+            if len(self._env) >= _ENV_CACHE:
+                self._env.clear()
+            self._env[url] = route
+        return route
+
+    def _pool(self, url: URL) -> Http1Pool:
+        origin = (url.scheme, url.raw_host or "", url.port)
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = Http1Pool(
+                url, limit=self.limit, ssl_context=self.ssl_context, user_agent=USER_AGENT
+            )
+        return pool
+
     async def post(self, url: str, content: bytes, headers: dict[str, str]) -> HttpReply:
+        route = await self._route(url)
+        if route.authorization is not None and not any(
+            k.lower() == "authorization" for k in headers
+        ):  # (an explicit Authorization header wins over .netrc)
+            headers = {**headers, "Authorization": route.authorization}
+        if route.proxy is None:
+            async with asyncio.timeout(self.timeout):
+                status, answer_headers, body = await self._pool(route.url).post(
+                    route.url, content, headers
+                )
+            return HttpReply(status, answer_headers, body)
         session = self._open()
         async with session.post(
-            url, data=content, headers=headers, allow_redirects=False
+            url,
+            data=content,
+            headers=headers,
+            allow_redirects=False,
+            proxy=route.proxy,
+            proxy_headers=route.proxy_headers,
         ) as response:
             body = await response.read()
             return HttpReply(
@@ -217,6 +295,9 @@ class HttpTransport:
             )
 
     async def aclose(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None

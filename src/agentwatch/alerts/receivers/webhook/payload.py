@@ -22,9 +22,17 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def rfc3339(dt: datetime) -> str:
-    """``dt`` in UTC as RFC 3339 with a ``Z`` (millisecond precision)."""
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """``dt`` in UTC as RFC 3339 with a ``Z`` (millisecond precision).
+
+    >>> rfc3339(datetime(2026, 3, 4, 5, 6, 7, 891234, tzinfo=UTC))
+    '2026-03-04T05:06:07.891Z'
+    """
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
+    )
 
 
 def fingerprint(labels: dict[str, str]) -> str:
