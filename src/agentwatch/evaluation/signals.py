@@ -72,14 +72,15 @@ def engine_signals(
                         (event.session_id,) if event.session_id else (),
                     )
                 )
-        flagged = {a.labels["window"] for a in out.anomalies if "window" in a.labels}
+        flagged = {(a.agent_id, a.labels["window"]) for a in out.anomalies if "window" in a.labels}
         for w in out.windows:
             if w.kind == "window":
                 index = round(w.start.timestamp() / window_s)
                 found = windows.pop((w.agent_id, index), [])
             else:
                 found = sessions.pop((w.agent_id, w.key), [])
-            alert = f"{w.kind} {w.start.isoformat()}–{w.end.isoformat()}" in flagged
+            label = f"{w.kind} {w.start.isoformat()}–{w.end.isoformat()}"
+            alert = (w.agent_id, label) in flagged
             if w.score > 0 or alert:
                 member_ids, session_ids = _members(found)
                 signals.append(
