@@ -3,7 +3,10 @@
 Generates a synthetic fleet (sessions of LLM calls, tool calls to each agent's usual hosts,
 occasional secret reads and metric samples) of ``--agents`` agents and feeds its events, in
 event-time order, to one :class:`~agentwatch.models.engine.DetectionEngine` with every
-registered detector. Only ``process``/``flush`` are timed, not the generation. Then it
+registered detector. The fleet sends ``--rate`` events per second of event time (10,000 by
+default, a busy worker's share): the fewer the agents, the more events each has per window,
+the more a window's scoring is shared. Only ``process``/``flush`` are timed, not the
+generation. Then it
 reports the model state per agent: the mean snapshot size (what is written to ClickHouse)
 and the Python heap the engine holds per agent (measured with ``tracemalloc`` on a sample of
 up to 2,000 agents, open sessions and windows included). Usage::
@@ -36,8 +39,14 @@ GROUPS = {
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
-def fleet_events(agents: int, per_agent: int, seed: int, step_ms: float = 5.0) -> Iterator[Event]:
-    """``agents × per_agent`` events, round-robin over agents in event-time order."""
+FLEET_RATE = 10_000.0  # events per second of event time, the whole fleet
+
+
+def fleet_events(
+    agents: int, per_agent: int, seed: int, rate: float = FLEET_RATE
+) -> Iterator[Event]:
+    """``agents × per_agent`` events, round-robin over agents in event-time order, the
+    fleet together sending ``rate`` events per second of event time."""
     rng = random.Random(seed)
     groups = list(GROUPS)
     specs = []
@@ -46,7 +55,7 @@ def fleet_events(agents: int, per_agent: int, seed: int, step_ms: float = 5.0) -
         hosts = [f"api{j}.{group}.example.com" for j in range(rng.randint(2, 5))]
         specs.append((f"agent-{i:06d}", group, hosts))
     t = START
-    step = timedelta(milliseconds=step_ms)
+    step = timedelta(seconds=1 / rate)
     for k in range(per_agent):
         for agent_id, group, hosts in specs:
             t += step
@@ -95,10 +104,10 @@ def fleet_events(agents: int, per_agent: int, seed: int, step_ms: float = 5.0) -
                 )
 
 
-def heap_per_agent(agents: int, per_agent: int, seed: int) -> float:
+def heap_per_agent(agents: int, per_agent: int, seed: int, rate: float) -> float:
     """Bytes of Python heap one engine holds per agent after the fleet's events."""
     sample = min(agents, 2000)
-    events = list(fleet_events(sample, per_agent, seed))
+    events = list(fleet_events(sample, per_agent, seed, rate * sample / agents))
     gc.collect()
     tracemalloc.start()
     try:
@@ -114,11 +123,13 @@ def heap_per_agent(agents: int, per_agent: int, seed: int) -> float:
     return held / sample
 
 
-def run(agents: int, per_agent: int, seed: int = 1, chunk: int = 20_000) -> list[Figure]:
+def run(
+    agents: int, per_agent: int, seed: int = 1, chunk: int = 20_000, rate: float = FLEET_RATE
+) -> list[Figure]:
     """Time the engine over the fleet's events; figures for this fleet size."""
     DetectionEngine(DetectSettings())  # imports and first-use costs out of the figures
     engine = DetectionEngine(DetectSettings())
-    source = fleet_events(agents, per_agent, seed)
+    source = fleet_events(agents, per_agent, seed, rate)
     busy = 0.0
     events = anomalies = 0
     while True:
@@ -137,10 +148,16 @@ def run(agents: int, per_agent: int, seed: int = 1, chunk: int = 20_000) -> list
     sample = held[:: max(1, len(held) // 1000)]
     snapshot_bytes = sum(len(engine.snapshot(a)) for a in sample) / max(1, len(sample))
     del engine
-    heap = heap_per_agent(agents, per_agent, seed)
+    heap = heap_per_agent(agents, per_agent, seed, rate)
     label = f"{agents:,} agents"
     return [
-        Figure("detect", f"{label}: events/s", events / busy, "events/s", f"{events:,} events"),
+        Figure(
+            "detect",
+            f"{label}: events/s",
+            events / busy,
+            "events/s",
+            f"{events:,} events, fleet sending {rate:,.0f}/s of event time",
+        ),
         Figure("detect", f"{label}: snapshot per agent", snapshot_bytes, "B/agent"),
         Figure(
             "detect",
@@ -158,9 +175,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--events-per-agent", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rate", type=float, default=FLEET_RATE, help="fleet events per second of event time"
+    )
     args = parser.parse_args()
     for agents in args.agents:
-        for figure in run(agents, args.events_per_agent, args.seed):
+        for figure in run(agents, args.events_per_agent, args.seed, rate=args.rate):
             print(f"{figure.name:>45}: {figure.formatted()}  {figure.note}")
 
 
