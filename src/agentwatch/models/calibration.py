@@ -48,6 +48,23 @@ def bonferroni(p: float, tests: int) -> float:
     return min(1.0, p * max(1, tests))
 
 
+def per_period(p: float, trials: float) -> float:
+    """Tail probability of the most unusual of ``trials`` independent tests (Šidák).
+
+    A detector that rates every window of an agent on a uniform scale flags a share ``p`` of
+    ordinary windows by construction; ``per_period(p, windows per hour)`` is the chance that
+    an ordinary hour of the agent holds a window at least this unusual, so a score of 50 means
+    once in a hundred agent-hours, not once in a hundred windows.
+
+    >>> round(per_period(0.01, 1), 6), round(per_period(1e-4, 60), 4), per_period(0.5, 60) > 0.99
+    (0.01, 0.006, True)
+    """
+    if trials <= 1.0:
+        return min(1.0, max(0.0, p))
+    p = min(1.0, max(0.0, p))
+    return min(1.0, -math.expm1(trials * math.log1p(-p))) if p < 1.0 else 1.0
+
+
 def fisher_combine(ps: Sequence[float]) -> float:
     """Combine independent tail probabilities (Fisher's method, closed form)."""
     ps = [min(1.0, max(P_FLOOR, p)) for p in ps]

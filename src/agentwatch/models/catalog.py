@@ -9,6 +9,7 @@ from agentwatch.models import (  # noqa: F401
     new_tool,
     new_tool_destination,
     new_transition,
+    payload_size,
     peer,
     rate,
 )

@@ -22,6 +22,15 @@ the features tested. Learned values are winsorised around the slow mean, gap upd
 clipped at the threshold, and flagged windows only move the fast mean (:meth:`observe`),
 so neither the slow mean nor the scales can be dragged along.
 
+**Peer-relative levels** (``group_relative``): real agents follow daily cycles, and a
+group of agents doing the same job is busy at the same hours. Before the windows that
+close together are scored, :meth:`DriftDetector.prepare` takes, per peer group and
+feature, the median of the agents' ``log value - slow mean`` (at least ``min_peers``
+agents, bounded by ``max_shift``) and, when it is positive, every agent's value is
+measured relative to it: a
+group that is three times busier at its daily peak has a median agent three times busier,
+and nobody drifts; one agent walking away from its peers does.
+
 Examples
 --------
 >>> from datetime import UTC, datetime, timedelta
@@ -59,7 +68,7 @@ from agentwatch.features.windows import WindowFeatures
 from agentwatch.models.base import Finding, fmt, register, settings_overrides
 from agentwatch.models.calibration import bonferroni, normal_sf
 from agentwatch.models.rate import FeatureRule
-from agentwatch.models.robust import N_CAP, RuleBook
+from agentwatch.models.robust import N_CAP, RuleBook, group_shifts
 from agentwatch.schemas.anomaly import Contribution
 
 __all__ = ["DRIFT_RULES", "DriftConfig", "DriftDetector"]
@@ -117,6 +126,13 @@ class DriftConfig:
         Features tracked per agent.
     report_p
         Findings with a larger tail probability are not reported.
+    group_relative
+        Measure each window relative to its peer group's current level (see the module
+        documentation): what the whole group does at once is not one agent's drift.
+    min_peers
+        Agents of a group, in windows that close together, needed for a group level.
+    max_shift
+        Bound of the group level's shift, in log units (7 ≈ a thousandfold).
     rules
         Which features are watched and on which side (:data:`DRIFT_RULES`).
     """
@@ -135,6 +151,9 @@ class DriftConfig:
     prior_windows: int = 10
     max_features: int = 32
     report_p: float = 0.01
+    group_relative: bool = True
+    min_peers: int = 3
+    max_shift: float = 7.0
     rules: tuple[FeatureRule, ...] = DRIFT_RULES
 
     def __post_init__(self) -> None:
@@ -182,7 +201,9 @@ class DriftDetector:
         self._min_change = math.log1p(cfg.min_change)
         self._book: RuleBook[FeatureRule] = RuleBook(cfg.rules)
         self._agents: dict[str, dict[str, list[float]]] = {}
-        self._pending: dict[str, WindowFeatures] = {}  # last scored window, per agent
+        # The last scored window per agent, with its (peer-relative) observations.
+        self._pending: dict[str, tuple[WindowFeatures, list[Any]]] = {}
+        self._shifts: dict[tuple[str, str], float] = {}
 
     def rule_for(self, feature: str) -> FeatureRule | None:
         """The rule watching ``feature`` (``None``: not watched)."""
@@ -202,6 +223,44 @@ class DriftDetector:
             if rule.given is not None and values.get(rule.given, 0.0) <= 0.0:
                 continue
             yield name, rule, x, math.log(max(0.0, x) + rule.offset)
+
+    def _relative(self, window: WindowFeatures) -> list[tuple[str, FeatureRule, float, float]]:
+        """:meth:`_observations` with the log values taken relative to the peer group's
+        current level (when :meth:`prepare` found one for the window)."""
+        shifts = self._shifts
+        obs = list(self._observations(window.values))
+        if not shifts:
+            return obs
+        group = f"{window.key}\x1f{window.peer_group}"
+        return [(n, r, x, y - shifts.get((group, n), 0.0)) for n, r, x, y in obs]
+
+    def prepare(self, windows: Iterable[WindowFeatures]) -> None:
+        """Peer groups' current levels from the windows that close together."""
+        cfg = self.config
+        self._shifts = {}
+        if not cfg.group_relative:
+            return
+        rows: list[tuple[str, str, float]] = []
+        for window in windows:
+            if window.kind != "window":
+                continue
+            features = self._agents.get(window.agent_id)
+            if not features:
+                continue
+            group = f"{window.key}\x1f{window.peer_group}"
+            for name, _, _, y in self._observations(window.values):
+                stat = features.get(name)
+                if stat is not None and stat[_N] >= cfg.min_windows:
+                    rows.append((group, name, y - stat[_SLOW]))
+        # Only a busier group excuses a higher level: every drift rule tests the high side,
+        # and a quiet group (most agents idle at night) must not make the few active
+        # agents look like they drift up.
+        shifts = group_shifts(rows, cfg.min_peers, cfg.max_shift)
+        self._shifts = {k: v for k, v in shifts.items() if v > 0.0}
+
+    def group_shift(self, window: WindowFeatures, feature: str) -> float:
+        """The peer group's current shift (log units) applied to ``feature`` of ``window``."""
+        return self._shifts.get((f"{window.key}\x1f{window.peer_group}", feature), 0.0)
 
     def _step(self, stat: list[float], y: float) -> tuple[float, float, float, float]:
         """``(fast, slow, variance, y clipped)`` after folding in ``y`` (pure)."""
@@ -261,7 +320,8 @@ class DriftDetector:
         cfg = self.config
         tested = 0
         gaps: list[_Gap] = []
-        for name, rule, x, y in self._observations(window.values):
+        observations = self._relative(window)
+        for name, rule, x, y in observations:
             stat = features.get(name)
             if stat is None or stat[_N] < cfg.min_windows:
                 continue
@@ -272,7 +332,7 @@ class DriftDetector:
                 z = self._gap(stat, fast)
                 sd = max(math.sqrt(max(stat[_VAR], 0.0)), cfg.min_scale)
                 gaps.append(_Gap(name, rule, x, fast, stat[_SLOW], sd, z, run, normal_sf(abs(z))))
-        self._pending[window.agent_id] = window
+        self._pending[window.agent_id] = (window, observations)
         if not gaps:
             return None
         gaps.sort(key=lambda g: g.p)
@@ -291,6 +351,12 @@ class DriftDetector:
             f"({fmt(raw(best, best.slow - best.sd))}–{fmt(raw(best, best.slow + best.sd))} "
             f"per window), z={best.z:+.1f}, p={p:.1g}"
         )
+        shift = self.group_shift(window, best.feature)
+        if abs(shift) >= 0.1:
+            explanation += (
+                f" (levels relative to peer group {window.peer_group!r}, "
+                f"currently ×{math.exp(shift):.2g} its usual level)"
+            )
         if len(gaps) > 1:
             explanation += "; also drifting: " + ", ".join(g.feature for g in gaps[1:4])
         return Finding(
@@ -315,17 +381,18 @@ class DriftDetector:
     def _catch_up(self, agent_id: str, key: str) -> None:
         """Fold the agent's last scored window into the fast mean if it was never learned."""
         pending = self._pending.get(agent_id)
-        if pending is not None and pending.key != key:
+        if pending is not None and pending[0].key != key:
             del self._pending[agent_id]
-            self._fold(pending, slow=False)
+            self._fold(pending[0], slow=False, observations=pending[1])
 
     def learn(self, window: WindowFeatures) -> None:
         """Fold the window into the agent's fast, slow and noise statistics."""
         if window.kind != "window":
             return
         self._catch_up(window.agent_id, window.key)
-        self._pending.pop(window.agent_id, None)
-        self._fold(window, slow=True)
+        pending = self._pending.pop(window.agent_id, None)
+        seen = pending[1] if pending is not None and pending[0] is window else None
+        self._fold(window, slow=True, observations=seen)
 
     def observe(self, window: WindowFeatures) -> None:
         """Fold a window that is not learned (it was flagged) into the fast mean only.
@@ -339,23 +406,33 @@ class DriftDetector:
         if window.kind != "window":
             return
         pending = self._pending.get(window.agent_id)
-        if pending is not None and pending.key == window.key:
+        seen = None
+        if pending is not None and pending[0].key == window.key:
             del self._pending[window.agent_id]
-        self._fold(window, slow=False)
+            seen = pending[1]
+        self._fold(window, slow=False, observations=seen)
 
-    def _fold(self, window: WindowFeatures, slow: bool) -> None:
+    def _fold(
+        self, window: WindowFeatures, slow: bool, observations: list[Any] | None = None
+    ) -> None:
         features = self._agents.get(window.agent_id)
         if features is None:
             if not slow:
                 return
             features = self._agents[window.agent_id] = {}
-        self._fold_into(features, window, slow)
+        self._fold_into(features, window, slow, observations)
 
     def _fold_into(
-        self, features: dict[str, list[float]], window: WindowFeatures, slow: bool
+        self,
+        features: dict[str, list[float]],
+        window: WindowFeatures,
+        slow: bool,
+        observations: list[Any] | None = None,
     ) -> None:
         cfg = self.config
-        for name, rule, _, y in self._observations(window.values):
+        if observations is None:
+            observations = self._relative(window)
+        for name, rule, _, y in observations:
             stat = features.get(name)
             if stat is None:
                 if not slow or len(features) >= cfg.max_features:
@@ -416,7 +493,7 @@ class DriftDetector:
         pending = self._pending.get(agent_id)
         if pending is not None:
             features = {k: list(v) for k, v in features.items()}
-            self._fold_into(features, pending, slow=False)
+            self._fold_into(features, pending[0], slow=False, observations=pending[1])
         return {
             k: [v[_FAST], v[_SLOW], v[_VAR], v[_GAP], int(v[_N]), int(v[_RUN])]
             for k, v in features.items()

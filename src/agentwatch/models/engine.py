@@ -154,6 +154,14 @@ class DetectionEngine:
     # -- windows --------------------------------------------------------------------------
 
     def _score_windows(self, windows: Iterable[WindowFeatures], out: EngineOutput) -> None:
+        windows = list(windows)
+        if windows:
+            # Windows that close together (one boundary, every agent) are shown to the
+            # detectors first, so that they can compare each agent with its peers *now*.
+            for detector in self.window_detectors:
+                prepare = getattr(detector, "prepare", None)
+                if prepare is not None:
+                    prepare(windows)
         for window in windows:
             findings = [f for d in self.window_detectors if (f := d.score(window)) is not None]
             score = combine(findings)

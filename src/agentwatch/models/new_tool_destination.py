@@ -28,6 +28,9 @@ class NewToolDestinationDetector(NoveltyDetector):
             return []
         return [f"{ctx.tool}>{kind}/{value}" for kind, value in ctx.destinations]
 
+    def context(self, key: str, event: Event, ctx: EventContext) -> str | None:
+        return key.partition(">")[0]  # the tool: one that always sends to the same places
+
     def label(self, key: str) -> str:
         tool, _, destination = key.partition(">")
         kind, _, value = destination.partition("/")

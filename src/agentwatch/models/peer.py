@@ -27,6 +27,13 @@ The group's tail probability is finally calibrated **per agent**
 always the group's odd ones (the one that reads large documents) is compared with its own
 record, so ``p = 0.01`` means one window in a hundred of that agent.
 
+The calibrated ``p`` is uniform over an agent's ordinary windows by construction, so on
+its own it would flag one window in a hundred at ``p = 0.01`` — more than one false alert
+per agent and two hours of one-minute windows. The reported ``p`` is therefore per
+``period_s`` of the agent (:func:`~agentwatch.models.calibration.per_period` over the
+period's windows): the chance that an ordinary hour holds a window at least this unlike
+the group. A score of 50 means once in a hundred agent-hours.
+
 The explanation names the features that differ most from the group's running mean, in
 units of the group's running scale.
 
@@ -65,7 +72,7 @@ from river import anomaly
 from agentwatch.config import DetectSettings
 from agentwatch.features.windows import WindowFeatures
 from agentwatch.models.base import Finding, fmt, register, settings_overrides
-from agentwatch.models.calibration import P_FLOOR
+from agentwatch.models.calibration import P_FLOOR, per_period
 from agentwatch.models.robust import TailCalibrator
 from agentwatch.schemas.anomaly import Contribution
 
@@ -124,6 +131,9 @@ class PeerConfig:
         Windows over which the per-agent calibration decays.
     max_contributions
         Features listed in a finding.
+    period_s
+        The reported ``p`` is per agent and period of this length (see the module
+        documentation); 0 reports the per-window ``p``.
     features
         The window vector (:data:`PEER_FEATURES`).
     """
@@ -140,6 +150,7 @@ class PeerConfig:
     report_p: float = 0.01
     calibration_memory: float = 10_000.0
     max_contributions: int = 3
+    period_s: float = 3600.0
     features: tuple[tuple[str, float, float], ...] = PEER_FEATURES
 
     def __post_init__(self) -> None:
@@ -286,7 +297,9 @@ class PeerGroupDetector:
             raw = self._hst_score(group, vector)
             p_group = group.tail_p(raw, cfg.tail_fraction)
             self._pending = (window, raw, p_group)
-        p = self._calibrator.p(self._cal.get(window.agent_id), p_group)
+        p_window = self._calibrator.p(self._cal.get(window.agent_id), p_group)
+        length = (window.end - window.start).total_seconds()
+        p = per_period(p_window, cfg.period_s / length if length > 0 else 1.0)
         if p > cfg.report_p:
             return None
         deviations = []
@@ -312,7 +325,8 @@ class PeerGroupDetector:
         higher = sum(1 for s in group.ranked if s < raw) / len(group.ranked)
         explanation = (
             f"window unlike its peer group {window.peer_group!r}: isolation score {raw:.2f}, "
-            f"above {higher:.1%} of the group's recent windows, p={p:.1g}; "
+            f"above {higher:.1%} of the group's recent windows, p={p_window:.1g} per window "
+            f"(p={p:.1g} per {fmt(cfg.period_s / 3600)} h); "
             f"most different: {listed}"
         )
         return Finding(
@@ -321,7 +335,12 @@ class PeerGroupDetector:
             explanation=explanation,
             contributions=contributions,
             event_ids=window.event_ids,
-            extra={"peer_group": window.peer_group, "hst_score": raw, "group_p": p_group},
+            extra={
+                "peer_group": window.peer_group,
+                "hst_score": raw,
+                "group_p": p_group,
+                "window_p": p_window,
+            },
         )
 
     def _settle(self, pending: tuple[WindowFeatures, float, float]) -> None:

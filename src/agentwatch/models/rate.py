@@ -33,6 +33,26 @@ goes silent is news — and everything else is high side only. A window's raw ta
 probability is the Bonferroni bound over the features tested, so adding features does not
 add false alarms.
 
+Silence: one empty window is rarely news, a run of them is. Per agent, exponentially
+weighted records (over ``silence_memory`` windows) count active windows, the silent spells
+that followed them and how many of those spells reached 2, 4, … 64 windows
+(:data:`SPELL_LEVELS`); a run of ``k`` silent windows gets ``quiet_windows`` ``p = P(a spell
+starts) · P(a spell lasts ≥ k)``, each level shrunk towards a heavy-tailed ``1/k`` prior (an
+agent never seen silent is not "impossible" to see silent) and extrapolated as ``1/k``. The
+aggregator emits the zero windows as event time moves on (in a live worker, with the other
+agents' events), so the silent agent's own next event is not needed. A spell is learned
+once it is over and only if none of it was flagged. An agent with a record of silent
+spells has its silent windows judged by that record instead of by the count models'
+extrapolation to zero; one with a record of idle spells (alive — metric samples — but no
+actions) is not tested on the low side while idle: pausing between tasks is how it works.
+
+Peer-relative levels: windows close on the same boundaries for every agent, and the engine
+hands each batch to :meth:`RateDetector.prepare` first. Per peer group and feature, the
+median over the agents of ``log(value / own typical value)`` is the group's current level
+(``min_peers`` agents at least); when the whole group is busier (a daily peak) every
+agent's baseline is scaled up by it before the test; when it is quieter, only the low side
+is tested against the scaled-down baseline. One runaway agent moves a median by one rank.
+
 Calibration: the raw tail probability is then mapped, per agent and kind of window, to the
 rate at which the agent's own scored windows reached it
 (:class:`~agentwatch.models.robust.TailCalibrator`). The models above are approximations —
@@ -102,6 +122,7 @@ from agentwatch.models.robust import (
     ew_update,
     ew_z,
     glob_match,
+    group_shifts,
     student_sf,
 )
 from agentwatch.schemas.anomaly import Contribution
@@ -267,6 +288,16 @@ class RateConfig:
         Features listed in a finding's contributions.
     score_sessions
         Also score whole sessions (``kind == "session"``) against session baselines.
+    silence
+        Test runs of silent windows (``quiet_windows``, see the module documentation).
+    silence_memory
+        Windows over which the quiet-spell statistics decay (1440 one-minute windows: a day).
+    group_relative
+        Compare each agent's counts and volumes with its peer group's current level.
+    min_peers
+        Agents of a group, in windows that close together, needed for a group level.
+    max_shift
+        Bound of a group level, in log units (7 ≈ a thousandfold).
     window_rules, session_rules
         The feature rules (see :data:`WINDOW_RULES`, :data:`SESSION_RULES`).
     """
@@ -291,6 +322,11 @@ class RateConfig:
     calibration_memory: float = 10_000.0
     max_contributions: int = 5
     score_sessions: bool = True
+    silence: bool = True
+    silence_memory: float = 1440.0
+    group_relative: bool = True
+    min_peers: int = 3
+    max_shift: float = 7.0
     window_rules: tuple[FeatureRule, ...] = WINDOW_RULES
     session_rules: tuple[FeatureRule, ...] = SESSION_RULES
 
@@ -305,8 +341,10 @@ class RateConfig:
             raise ValueError(f"prior_windows must be in [0, {N_CAP}]")
         if not 0 < self.min_ratio < 0.5 or self.min_count <= 0 or self.min_log_scale <= 0:
             raise ValueError("min_ratio must be in (0, 0.5), min_count and min_log_scale > 0")
-        if self.volume_df < 1 or self.calibration_memory < 1:
-            raise ValueError("volume_df and calibration_memory must be >= 1")
+        if self.volume_df < 1 or self.calibration_memory < 1 or self.silence_memory < 1:
+            raise ValueError("volume_df, calibration_memory and silence_memory must be >= 1")
+        if self.min_peers < 1 or self.max_shift < 0:
+            raise ValueError("min_peers must be >= 1 and max_shift >= 0")
 
 
 def with_sides(rules: tuple[FeatureRule, ...], sides: Mapping[str, str]) -> tuple[FeatureRule, ...]:
@@ -451,12 +489,19 @@ class _Baselines:
     windows: int = 0  # learned since the start (or the last rebaseline)
     features: dict[str, list[float]] = field(default_factory=dict)
     cal: list[float] | None = None
+    # Quiet-spell records (tumbling windows only), silent (no events) then idle (no
+    # actions); see ``_new_spells``.
+    quiet: list[float] | None = None
 
     def state(self, cal: TailCalibrator) -> dict[str, Any]:
         features = {k: [v[0], v[1], int(v[2])] for k, v in self.features.items()}
         out: dict[str, Any] = {"n": self.windows, "f": features}
         if self.cal is not None:
             out["c"] = cal.state(self.cal)
+        if self.quiet is not None:
+            out["q"] = [
+                x if i % _SPELL == _END else float(f"{x:.6g}") for i, x in enumerate(self.quiet)
+            ]
         return out
 
     @classmethod
@@ -465,7 +510,13 @@ class _Baselines:
             str(k): [float(v[0]), float(v[1]), float(v[2])] for k, v in state.get("f", {}).items()
         }
         raw = state.get("c")
-        return cls(int(state.get("n", 0)), features, cal.load(raw) if raw else None)
+        quiet = state.get("q")
+        return cls(
+            int(state.get("n", 0)),
+            features,
+            cal.load(raw) if raw else None,
+            [float(x) for x in quiet][: 2 * _SPELL] if quiet and len(quiet) >= 2 * _SPELL else None,
+        )
 
 
 def _observed(
@@ -484,6 +535,59 @@ def _observed(
         if x <= 0.0 and rule.positive_only:
             continue
         yield name, rule, x, trials
+
+
+_QUIET_RULE = FeatureRule("quiet_windows", "count", "low")
+
+SPELL_LEVELS: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+"""Spell lengths (windows) at which the quiet-spell records count spells that reached them."""
+# One spell record: [active windows (EW), spells (EW), spells reaching each level (EW) …,
+# current run, end of the last window seen (epoch s), windows of the current run learned].
+_RUN = 2 + len(SPELL_LEVELS)
+_END = _RUN + 1
+_CLEAN = _RUN + 2
+_SPELL = _CLEAN + 1  # record length; the idle record follows the silent one
+
+
+def _new_spells() -> list[float]:
+    record = [0.0] * _SPELL
+    record[_END] = -1.0
+    return record * 2
+
+
+def _spell_survival(q: list[float], o: int, k: float) -> float:
+    """``P(a spell lasts at least k windows)`` from the record's counts at
+    :data:`SPELL_LEVELS`, each shrunk towards a heavy-tailed prior ``1/k`` (one pseudo
+    spell), log-log interpolated between levels and extrapolated as ``1/k`` beyond the last.
+    Spell lengths are heavy-tailed (short pauses, long breaks): a geometric model would make
+    every long break look impossible."""
+    if k <= 1.0:
+        return 1.0
+    spells = q[o + 1]
+    previous_level, previous = 1.0, 1.0
+    for j, level in enumerate(SPELL_LEVELS):
+        reached = min(previous, (q[o + 2 + j] + 1.0 / level) / (spells + 1.0))
+        if k <= level:
+            frac = math.log(k / previous_level) / math.log(level / previous_level)
+            return math.exp(math.log(previous) + frac * (math.log(reached) - math.log(previous)))
+        previous_level, previous = level, reached
+    return previous * previous_level / k
+
+
+def _spell_survival_median(q: list[float], o: int) -> float:
+    """The spell length half of the agent's spells reach (for explanations)."""
+    k = 1.0
+    while k < 4096 and _spell_survival(q, o, k * 2.0) >= 0.5:
+        k *= 2.0
+    return k
+
+
+def _shifted(rule: FeatureRule, stat: list[float], shift: float, min_count: float) -> list[float]:
+    """A baseline moved up by a peer group's current level (``shift``, log units)."""
+    if rule.family == "volume":
+        return [stat[0] + shift, stat[1], stat[2]]
+    m = math.exp(shift) * (max(stat[0], min_count) + 1.0) - 1.0
+    return [m, stat[1], stat[2]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,6 +632,10 @@ class RateDetector:
         self._groups: OrderedDict[tuple[str, str], _Baselines] = OrderedDict()
         # The last scored window and its raw tail probability, not yet counted for calibration.
         self._pending: tuple[WindowFeatures, float] | None = None
+        # Peer groups' current levels, {("window key\x1fgroup", feature): log shift}, from
+        # the windows that close together (see :meth:`prepare`).
+        self._shifts: dict[tuple[str, str], float] = {}
+        self._quiet_decay = 1.0 - 1.0 / cfg.silence_memory
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -608,6 +716,10 @@ class RateDetector:
     @staticmethod
     def _typical(test: _Test, group: str) -> str:
         b = test.baseline
+        if test.feature == "quiet_windows":
+            return f"no events; half its silent spells last {fmt(b.typical)} windows or more"
+        if test.feature == "idle_windows":
+            return f"no actions; half its idle spells last {fmt(b.typical)} windows or more"
         whose = "typical" if test.reference == "own" else f"typical for peer group {group!r}"
         if b.family == "ratio":
             return f"{whose} {b.typical:.1%}"
@@ -628,6 +740,8 @@ class RateDetector:
         group = self._groups.get((kind, window.peer_group))
         model = self._model
         tests: list[_Test] = []
+        shifts = self._shifts if kind == "window" else None
+        where = f"{window.key}\x1f{window.peer_group}"
         for name, rule, x, trials in _observed(book, window.values):
             stat = own.features.get(name) if own_ready and own is not None else None
             reference = "own"
@@ -637,7 +751,18 @@ class RateDetector:
                 if stat is None or stat[2] < cfg.min_group_windows:
                     continue
             alpha = cfg.alpha if reference == "own" else cfg.group_alpha
+            shift = 0.0
+            if shifts and reference == "own" and rule.family != "ratio":
+                shift = shifts.get((where, name), 0.0)
+            if shift > 0.0:  # a busier group: more is expected on either side
+                stat = _shifted(rule, stat, shift, cfg.min_count)
             p_high, p_low, z = model.tails(rule, stat, x, trials, alpha)
+            if shift < 0.0 and rule.side in ("low", "both"):
+                # a quieter group excuses less, never more
+                quieter = _shifted(rule, stat, shift, cfg.min_count)
+                _, p_low, z_low = model.tails(rule, quieter, x, trials, alpha)
+                if p_low <= p_high:
+                    stat, z = quieter, z_low
             side = rule.side
             if side == "both":
                 p, side = (2.0 * p_high, "high") if p_high <= p_low else (2.0 * p_low, "low")
@@ -648,7 +773,114 @@ class RateDetector:
             tests.append(
                 _Test(name, rule, x, min(1.0, p), z, side, model.view(name, rule, stat), reference)
             )
+        if tests and own_ready and own is not None and own.quiet is not None and cfg.silence:
+            q = own.quiet
+            if window.events == 0:
+                quiet = self._quiet_test(q, 0, window)
+                if quiet is not None:
+                    if q[1] >= 1.0:
+                        # The agent has a record of silent spells: a silent window is judged
+                        # by it, not by count models extrapolated to nothing.
+                        tests = [t for t in tests if t.side != "low"]
+                    tests.append(quiet)
+            elif window.values.get("actions", 0.0) <= 0.0 and q[_SPELL + 1] >= 1.0:
+                # Idle but alive (metric samples, session markers) and the agent has a record
+                # of idle spells: pausing between tasks is how it works, not news. (Idle
+                # spells are too heavy-tailed — pauses, breaks, nights — to test their length.)
+                tests = [t for t in tests if t.side != "low"]
         return tests
+
+    def _quiet_test(self, q: list[float], o: int, window: WindowFeatures) -> _Test | None:
+        """How rare a spell of this many silent (``o = 0``) or idle (``o = _SPELL``) windows
+        is for the agent: ``P(a spell starts) · P(a spell lasts k windows or more)``."""
+        if q[o] < self.config.min_windows:
+            return None
+        consecutive = q[o + _END] == window.start.timestamp()
+        k = q[o + _RUN] + 1.0 if consecutive else 1.0
+        start = (q[o + 1] + 1.0) / (q[o] + 2.0)  # Laplace: never seen is not impossible
+        p = min(1.0, start * _spell_survival(q, o, k))
+        typical = _spell_survival_median(q, o)
+        name = "quiet_windows" if o == 0 else "idle_windows"
+        view = Baseline(name, "count", typical, 1.0, typical, int(q[o]))
+        z = -math.sqrt(2.0 * max(0.0, -math.log(max(p, 1e-300))))
+        return _Test(name, _QUIET_RULE, k, p, z, "low", view, "own")
+
+    def prepare(self, windows: Iterable[WindowFeatures]) -> None:
+        """Peer groups' current levels from the windows that close together.
+
+        Per peer group and feature, the median over the group's agents of ``log(value /
+        the agent's own typical value)`` (counts: ``log((x + 1) / (m + 1))``; volumes, on
+        windows with any: ``log(x + offset) -`` the log location). When it is positive —
+        the whole group is busier right now, e.g. at its daily peak — each agent's own
+        baseline is scaled up by it before its window is tested: a group three times busier
+        has a median agent three times busier, and being as busy as one's peers is not news.
+        When it is negative (the group is quieter), only the low side is tested against the
+        scaled-down baseline. One runaway agent moves a median by one rank at most.
+        """
+        cfg = self.config
+        self._shifts = {}
+        if not cfg.group_relative:
+            return
+        book = self._books["window"]
+        rows: list[tuple[str, str, float]] = []
+        for window in windows:
+            if window.kind != "window":
+                continue
+            own = self._agents.get(window.agent_id, {}).get("window")
+            if own is None or own.windows < cfg.min_windows:
+                continue
+            where = f"{window.key}\x1f{window.peer_group}"
+            features = own.features
+            for name, rule, x, _ in _observed(book, window.values):
+                stat = features.get(name)
+                if stat is None or stat[2] < cfg.min_windows or rule.family == "ratio":
+                    continue
+                if rule.family == "count":
+                    r = math.log((x + 1.0) / (max(stat[0], 0.0) + 1.0))
+                else:
+                    r = math.log(x + rule.offset) - stat[0]
+                rows.append((where, name, r))
+        # A busier group excuses more (and makes less more surprising); a quieter one only
+        # excuses less: most agents idle at night must not make the few active ones look
+        # busier than they are.
+        self._shifts = group_shifts(rows, cfg.min_peers, cfg.max_shift)
+
+    def _quiet_update(self, window: WindowFeatures, learn: bool) -> None:
+        """Fold a tumbling window into its agent's spell records (silent: no events; idle:
+        no actions).
+
+        The run length follows every window. A spell is learned only once it is over (the
+        agent sent, or worked, again) and only if none of its windows was flagged: a silence
+        in progress must not teach itself that silence is usual.
+        """
+        if window.kind != "window" or not self.config.silence:
+            return
+        own = self._owner(window.agent_id, "window")
+        q = own.quiet
+        if q is None:
+            q = own.quiet = _new_spells()
+        end = window.end.timestamp()
+        consecutive = q[_END] == window.start.timestamp()
+        d = self._quiet_decay
+        idle = window.values.get("actions", 0.0) <= 0.0
+        for o, quiet in ((0, window.events == 0), (_SPELL, idle)):
+            run, clean = q[o + _RUN], q[o + _CLEAN]
+            if run > 0 and (not quiet or not consecutive) and clean >= run:  # a spell is over
+                q[o + 1] += 1.0
+                for j, level in enumerate(SPELL_LEVELS):
+                    if run >= level:
+                        q[o + 2 + j] += 1.0
+            if consecutive and learn and (not quiet or run == 0):
+                # one more active window that could have been followed by a spell
+                for i in range(o, o + 2 + len(SPELL_LEVELS)):
+                    q[i] *= d
+                q[o] += 1.0
+            if quiet:
+                q[o + _RUN] = run + 1.0 if consecutive else 1.0
+                q[o + _CLEAN] = (clean if consecutive else 0.0) + (1.0 if learn else 0.0)
+            else:
+                q[o + _RUN] = q[o + _CLEAN] = 0.0
+            q[o + _END] = end
 
     # -- calibration --------------------------------------------------------------------------
 
@@ -688,6 +920,7 @@ class RateDetector:
         what is typical must not follow what was flagged.
         """
         self._settle(window)
+        self._quiet_update(window, learn=False)
         kind = window.kind
         own = self._agents.get(window.agent_id, {}).get(kind)
         if own is None or own.windows < self._minimum.get(kind, 1):
@@ -714,6 +947,7 @@ class RateDetector:
         if kind not in self._books:
             return
         self._settle(window)
+        self._quiet_update(window, learn=True)
         cfg = self.config
         own = self._owner(window.agent_id, kind)
         key = (kind, window.peer_group)

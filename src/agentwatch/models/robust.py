@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from agentwatch.models.calibration import P_FLOOR, normal_sf, surprise
@@ -43,6 +43,7 @@ __all__ = [
     "ew_df",
     "ew_update",
     "ew_z",
+    "group_shifts",
     "student_sf",
 ]
 
@@ -162,6 +163,38 @@ def ew_z(stat: Sequence[float], y: float, min_scale: float) -> float:
     3.0
     """
     return (y - stat[0]) / max(math.sqrt(max(stat[1], 0.0)), min_scale)
+
+
+# -- peer-relative levels -----------------------------------------------------------------------
+
+
+def group_shifts(
+    ratios: Iterable[tuple[str, str, float]], min_peers: int, bound: float
+) -> dict[tuple[str, str], float]:
+    """Common shift of a peer group right now: ``{(group, feature): median log-ratio}``.
+
+    ``ratios`` holds one ``(group, feature, log(value / agent's own typical value))`` per
+    agent of the windows that closed together. When the whole group is busier at once
+    (a daily peak, a fleet-wide batch), the median agent is; one agent that runs away
+    moves the median by at most one rank. Groups with fewer than ``min_peers`` agents for a
+    feature get no shift (nothing to compare with); shifts are clipped to ``± bound``.
+
+    >>> rows = [("g", "events", r) for r in (1.2, 1.3, 1.25, 9.0)] + [("h", "events", 2.0)]
+    >>> group_shifts(rows, 3, 5.0)
+    {('g', 'events'): 1.275}
+    """
+    by: dict[tuple[str, str], list[float]] = {}
+    for group, feature, r in ratios:
+        by.setdefault((group, feature), []).append(r)
+    out: dict[tuple[str, str], float] = {}
+    for key, values in by.items():
+        if len(values) < min_peers:
+            continue
+        values.sort()
+        n = len(values)
+        mid = values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+        out[key] = min(bound, max(-bound, mid))
+    return out
 
 
 # -- count tails ---------------------------------------------------------------------------------
