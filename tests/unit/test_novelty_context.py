@@ -119,3 +119,20 @@ def test_an_outsized_payload_is_flagged_and_an_ordinary_one_is_not() -> None:
     again = restored.score(huge, tracker.observe(huge))
     assert again is not None
     assert abs(again.p - finding.p) < 0.05 * finding.p
+
+
+def test_a_new_tool_is_held_to_the_agents_payloads_at_large() -> None:
+    detector = PayloadSizeDetector(DetectSettings())
+    tracker = SessionTracker()
+    for i in range(200):
+        event = trip("a", i, "http_get", "https://api.example/status", size=500 + 20 * (i % 40))
+        detector.learn(event, tracker.observe(event))
+    small = trip("a", 300, "http_post", "https://drop.example/u", size=900)
+    assert detector.score(small, tracker.observe(small)) is None
+    dump = trip("a", 301, "http_post", "https://drop.example/u", size=250_000)
+    finding = detector.score(dump, tracker.observe(dump))
+    assert finding is not None
+    assert finding.p <= 1e-3
+    assert "with http_post; typical" in finding.explanation
+    assert "with any tool" in finding.explanation
+    assert finding.keys == ("payload_size/*",)

@@ -8,8 +8,10 @@ familiar tool, often a familiar place, but the volume is not its own. Per agent 
 robust exponentially weighted baseline of ``log(1 + bytes_out)`` and scores an event by
 the Student-t tail of its z-score (high side only, at most ``DF`` degrees of freedom:
 byte counts are heavy-tailed, a lognormal's tail is not to be trusted that far out).
-Tools with fewer than ``MIN_SAMPLES`` payloads are not scored; updates are winsorised and
-flagged events are never learned, so a payload flagged once is as large on its tenth try.
+A tool with fewer than ``MIN_SAMPLES`` payloads (a tool the agent just started using) is
+scored against all the agent's payloads (slot ``*``, any tool) instead; updates are
+winsorised and flagged events are never learned, so a payload flagged once is as large on
+its tenth try.
 
 Per agent: at most ``MAX_SLOTS`` tools × ``[location, variance, n]`` (≈ 30 bytes each in
 a snapshot, keyed by a 32-bit hash of the tool name), least recently used evicted.
@@ -59,6 +61,9 @@ REPORT_P = 0.01  # reported only when notable alone: a moderately large payload 
 Z_MIN = 2.35  # P(T > 2.35) >= 0.05 with 3 degrees of freedom: below, never reported
 
 
+ANY = "*"  # every payload of the agent: the baseline of a tool too new to have its own
+
+
 def _slot(event: Event, ctx: EventContext) -> str | None:
     return ctx.tool or event.type if event.bytes_out else None
 
@@ -87,8 +92,11 @@ class PayloadSizeDetector:
         if slot is None:
             return None
         stat = self.slots.get(ctx.agent_id, slot_id(slot))
-        if stat is None or stat[2] < MIN_SAMPLES:
-            return None
+        if stat is None or stat[2] < MIN_SAMPLES:  # a new tool: the agent's payloads at large
+            stat, slot = self.slots.get(ctx.agent_id, slot_id(ANY)), ANY
+            if stat is None or stat[2] < MIN_SAMPLES:
+                return None
+        what = "any tool" if slot == ANY else slot
         sent = float(event.bytes_out or 0)
         z = ew_z(stat, math.log1p(sent), MIN_SCALE)
         if z <= Z_MIN:
@@ -99,7 +107,7 @@ class PayloadSizeDetector:
         typical = math.expm1(stat[0])
         ratio = (sent + 1.0) / (typical + 1.0)
         explanation = (
-            f"sent {_bytes(sent)} with {slot}; typical {_bytes(typical)} "
+            f"sent {_bytes(sent)} with {_slot(event, ctx)}; typical {_bytes(typical)} with {what} "
             f"(×{_spread(stat)} either way), {ratio:,.0f}× that, z={z:+.1f}, p={p:.1g}"
         )
         return Finding(
@@ -108,7 +116,7 @@ class PayloadSizeDetector:
             explanation=explanation,
             contributions=(
                 Contribution(
-                    feature=f"bytes_out of {slot}",
+                    feature=f"bytes_out of {what}",
                     value=round(sent),
                     typical=round(typical),
                     unusual=f"high side, z={z:+.1f}, p={p:.1g}",
@@ -123,14 +131,14 @@ class PayloadSizeDetector:
         if slot is None:
             return
         y = math.log1p(float(event.bytes_out or 0))
-        stat, new = self.slots.slot(ctx.agent_id, slot_id(slot), y, 1.0)
-        if new:
-            return
-        n = stat[2]
-        ew_update(
-            stat, y, max(ALPHA, 1.0 / (n + 1.0)), CLIP_K if n >= MIN_SAMPLES else 0.0, MIN_SCALE
-        )
-        stat[2] = min(n + 1.0, N_CAP)
+        for name in (slot, ANY):
+            stat, new = self.slots.slot(ctx.agent_id, slot_id(name), y, 1.0)
+            if new:
+                continue
+            n = stat[2]
+            clip = CLIP_K if n >= MIN_SAMPLES else 0.0
+            ew_update(stat, y, max(ALPHA, 1.0 / (n + 1.0)), clip, MIN_SCALE)
+            stat[2] = min(n + 1.0, N_CAP)
 
     def accept(self, agent_id: str, keys: Iterable[str]) -> None:
         """Analyst feedback: ``payload_size/<tool>`` keys are benign — widen those tools."""
