@@ -34,6 +34,7 @@ NOVELTY_FAMILIES = {
     "tool_destination": "new_tool_destination",
     "argument": "new_argument",
     "argument_size": "argument_size",
+    "payload_size": "payload_size",
 }
 MATCH_KEYS = {
     "type",
