@@ -28,7 +28,6 @@ from yarl import URL
 
 from agentwatch.alerts.config import DeliveryPolicy
 from agentwatch.alerts.model import Kind, Notification
-from agentwatch.alerts.receivers.http1 import Http1Pool
 from agentwatch.storage.redact import redact_text
 
 __all__ = [
@@ -190,9 +189,8 @@ def error_for_exception(exc: BaseException, secrets: Secrets) -> DeliveryError:
 
 @dataclass(frozen=True, slots=True)
 class _EnvRoute:
-    """A URL and what the environment says about requests to it (see :class:`HttpTransport`)."""
+    """What the environment says about requests to a URL (see :class:`HttpTransport`)."""
 
-    url: URL
     proxy: str | None = None
     proxy_headers: dict[str, str] | None = None  # Proxy-Authorization
     authorization: str | None = None  # from ~/.netrc
@@ -213,7 +211,7 @@ def _env_route(url: str) -> _EnvRoute:
     if parsed.host is not None and parsed.user is None:
         with contextlib.suppress(LookupError):
             authorization = basicauth_from_netrc(netrc_from_env(), parsed.host).encode()
-    return _EnvRoute(parsed, proxy, proxy_headers, authorization)
+    return _EnvRoute(proxy, proxy_headers, authorization)
 
 
 class HttpTransport:
@@ -221,12 +219,11 @@ class HttpTransport:
     the policy's timeout per request, TLS certificates always verified (optionally against
     a private CA), no redirects, no cookies.
 
-    Requests go over :class:`~agentwatch.alerts.receivers.http1.Http1Pool` (a small HTTP/1.1
-    client: half aiohttp's CPU per request), or through aiohttp when the environment names
-    a proxy for the URL. Proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) and ``~/.netrc``
-    credentials are honoured as with aiohttp's ``trust_env``, but looked up once per URL
-    (on first use, off the event loop) rather than on every request (aiohttp's
-    ``trust_env`` reads ``.netrc`` twice per request, on executor threads).
+    Requests go through one aiohttp session per receiver. Proxies (``HTTPS_PROXY``,
+    ``NO_PROXY``, ...) and ``~/.netrc`` credentials are honoured as with aiohttp's
+    ``trust_env``, but looked up once per URL (on first use, off the event loop) rather than
+    on every request (aiohttp's ``trust_env`` reads ``.netrc`` twice per request, on
+    executor threads).
     """
 
     def __init__(self, policy: DeliveryPolicy, *, ca_file: str | None = None) -> None:
@@ -235,7 +232,6 @@ class HttpTransport:
         self.ssl_context = ssl.create_default_context(cafile=ca_file)
         self._session: aiohttp.ClientSession | None = None
         self._env: dict[str, _EnvRoute] = {}
-        self._pools: dict[tuple[str, str, int | None], Http1Pool] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -259,27 +255,12 @@ class HttpTransport:
             self._env[url] = route
         return route
 
-    def _pool(self, url: URL) -> Http1Pool:
-        origin = (url.scheme, url.raw_host or "", url.port)
-        pool = self._pools.get(origin)
-        if pool is None:
-            pool = self._pools[origin] = Http1Pool(
-                url, limit=self.limit, ssl_context=self.ssl_context, user_agent=USER_AGENT
-            )
-        return pool
-
     async def post(self, url: str, content: bytes, headers: dict[str, str]) -> HttpReply:
         route = await self._route(url)
         if route.authorization is not None and not any(
             k.lower() == "authorization" for k in headers
         ):  # (an explicit Authorization header wins over .netrc)
             headers = {**headers, "Authorization": route.authorization}
-        if route.proxy is None:
-            async with asyncio.timeout(self.timeout):
-                status, answer_headers, body = await self._pool(route.url).post(
-                    route.url, content, headers
-                )
-            return HttpReply(status, answer_headers, body)
         session = self._open()
         async with session.post(
             url,
@@ -295,9 +276,6 @@ class HttpTransport:
             )
 
     async def aclose(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
-        self._pools.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
