@@ -23,3 +23,9 @@ class WindowFeatures:
     events: int
     event_ids: tuple[str, ...] = ()  # a bounded sample, for explanations
     agent_version: str | None = None
+
+    @property
+    def cohort(self) -> str:
+        """The peer group's windows with the same bounds (or session key): the agents a
+        window is compared with at the moment it closes."""
+        return f"{self.key}\x1f{self.peer_group}"

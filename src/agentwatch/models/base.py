@@ -74,7 +74,9 @@ class WindowDetector(Protocol):
 
     Optional: ``observe(window)``, called by the engine for a scored window it does not
     learn (it was flagged) — to count it in a calibration or a fast average without
-    teaching the baseline.
+    teaching the baseline; ``prepare(windows)``, called with every batch of windows that
+    close together before any of them is scored — to compare each agent with its peer
+    group at that moment.
     """
 
     name: str

@@ -231,7 +231,7 @@ class DriftDetector:
         obs = list(self._observations(window.values))
         if not shifts:
             return obs
-        group = f"{window.key}\x1f{window.peer_group}"
+        group = window.cohort
         return [(n, r, x, y - shifts.get((group, n), 0.0)) for n, r, x, y in obs]
 
     def prepare(self, windows: Iterable[WindowFeatures]) -> None:
@@ -247,7 +247,7 @@ class DriftDetector:
             features = self._agents.get(window.agent_id)
             if not features:
                 continue
-            group = f"{window.key}\x1f{window.peer_group}"
+            group = window.cohort
             for name, _, _, y in self._observations(window.values):
                 stat = features.get(name)
                 if stat is not None and stat[_N] >= cfg.min_windows:
@@ -260,7 +260,7 @@ class DriftDetector:
 
     def group_shift(self, window: WindowFeatures, feature: str) -> float:
         """The peer group's current shift (log units) applied to ``feature`` of ``window``."""
-        return self._shifts.get((f"{window.key}\x1f{window.peer_group}", feature), 0.0)
+        return self._shifts.get((window.cohort, feature), 0.0)
 
     def _step(self, stat: list[float], y: float) -> tuple[float, float, float, float]:
         """``(fast, slow, variance, y clipped)`` after folding in ``y`` (pure)."""

@@ -741,7 +741,7 @@ class RateDetector:
         model = self._model
         tests: list[_Test] = []
         shifts = self._shifts if kind == "window" else None
-        where = f"{window.key}\x1f{window.peer_group}"
+        where = window.cohort
         for name, rule, x, trials in _observed(book, window.values):
             stat = own.features.get(name) if own_ready and own is not None else None
             reference = "own"
@@ -829,7 +829,7 @@ class RateDetector:
             own = self._agents.get(window.agent_id, {}).get("window")
             if own is None or own.windows < cfg.min_windows:
                 continue
-            where = f"{window.key}\x1f{window.peer_group}"
+            where = window.cohort
             features = own.features
             for name, rule, x, _ in _observed(book, window.values):
                 stat = features.get(name)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -186,15 +187,11 @@ def group_shifts(
     by: dict[tuple[str, str], list[float]] = {}
     for group, feature, r in ratios:
         by.setdefault((group, feature), []).append(r)
-    out: dict[tuple[str, str], float] = {}
-    for key, values in by.items():
-        if len(values) < min_peers:
-            continue
-        values.sort()
-        n = len(values)
-        mid = values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
-        out[key] = min(bound, max(-bound, mid))
-    return out
+    return {
+        key: min(bound, max(-bound, statistics.median(values)))
+        for key, values in by.items()
+        if len(values) >= min_peers
+    }
 
 
 # -- count tails ---------------------------------------------------------------------------------
