@@ -46,7 +46,6 @@ from typing import Any, TypeAlias, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from agentwatch.alerts.config import AlertSettings
 from agentwatch.alerts.delivery import DeliveryService, ReceiverRunner
@@ -59,6 +58,7 @@ from agentwatch.alerts.silences import Silence, Silencer, new_silence
 from agentwatch.alerts.store import AlertStore, AsyncAlertStore, BufferedRecorder
 from agentwatch.config import KafkaSettings
 from agentwatch.schemas.anomaly import decode_anomaly
+from agentwatch.streams.partitioning import partition_of
 
 __all__ = ["Dispatcher", "DispatcherStats"]
 
@@ -475,7 +475,7 @@ class Dispatcher:
         if index is None:
             if len(self._partitions) >= 100_000:
                 self._partitions.clear()
-            index = self._partitions[(key, count)] = (murmur2(key) & 0x7FFFFFFF) % count
+            index = self._partitions[(key, count)] = partition_of(key, count)
         return partitions[index]
 
     async def _write_outbox(

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 from kafka.partitioner.default import murmur2
 
-__all__ = ["partition_for"]
+__all__ = ["partition_for", "partition_of"]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition (of ``partitions``) Kafka's default partitioner picks for ``key``."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    digest: int = murmur2(key)
+    return (digest & 0x7FFFFFFF) % partitions
 
 
 def partition_for(agent_id: str, partitions: int) -> int:
     """The partition (of ``partitions``) Kafka's default partitioner picks for ``agent_id``."""
-    if partitions < 1:
-        raise ValueError(f"partitions must be >= 1, got {partitions}")
-    digest: int = murmur2(agent_id.encode("utf-8"))
-    return (digest & 0x7FFFFFFF) % partitions
+    return partition_of(agent_id.encode("utf-8"), partitions)
