@@ -37,18 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import KafkaSettings
 from agentwatch.embedded.broker import EmbeddedBroker, free_port
 from agentwatch.schemas.anomaly import Anomaly, encode_anomaly
 from agentwatch.streams.topics import ensure_topics
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from benchmarks.common import percentile, start_dispatcher
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
@@ -170,39 +165,18 @@ def main() -> None:
             heartbeat_interval_ms=2000,
         )
         ensure_topics(broker.bootstrap, kafka)
-        api_port = free_port()
         delivery: dict[str, Any] = {"timeout": "5s"}
         if args.concurrency is not None:
             delivery["concurrency"] = args.concurrency
-        config = {
-            "defaults": {"group_wait": 0, "group_interval": 0, "resolve_timeout": "1h"},
-            "storm": {"max_alerts_per_minute": 100_000},
-            "delivery": delivery,
-            "receivers": [{"name": "hook", "type": "webhook", "url": f"{receiver_url}/hook"}],
-            "routes": [{"name": "all", "receivers": ["hook"]}],
-            "api": {"port": api_port},
-        }
-        config_path = data_dir / "alerting.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
-        env.update(
-            AGENTWATCH_KAFKA__BOOTSTRAP=broker.bootstrap,
-            AGENTWATCH_KAFKA__PARTITIONS=str(args.partitions),
-            AGENTWATCH_KAFKA__SESSION_TIMEOUT_MS="6000",
-            AGENTWATCH_KAFKA__HEARTBEAT_INTERVAL_MS="2000",
-            AGENTWATCH_DATA_DIR=str(data_dir),
+        proc, api = start_dispatcher(
+            data_dir,
+            broker.bootstrap,
+            args.partitions,
+            f"{receiver_url}/hook",
+            config={"storm": {"max_alerts_per_minute": 100_000}, "delivery": delivery},
+            args=("--loglevel", "warning"),
         )
         log_path = data_dir / "dispatcher.log"
-        command = [sys.executable, "-m", "agentwatch", "alerts", "run"]
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [*command, "--config", str(config_path), "--loglevel", "warning"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        api = f"http://127.0.0.1:{api_port}"
         try:
             wait_ready(api, proc, log_path)
             total = int(args.rate * args.seconds)

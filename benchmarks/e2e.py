@@ -34,14 +34,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kafka import KafkaConsumer
 
 from agentwatch.config import KafkaSettings, Settings
 from agentwatch.embedded.broker import free_port
 from agentwatch.embedded.stack import Stack
 from agentwatch.sdk import Emitter
-from benchmarks.common import Figure, percentile
+from benchmarks.common import Figure, percentile, start_dispatcher
 
 RECEIVER = """
 import json, sys, time
@@ -107,37 +106,6 @@ class AnomalyWatch(threading.Thread):
         self.consumer.close()
 
 
-def _start_dispatcher(
-    data_dir: Path, bootstrap: str, partitions: int, hook_url: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    api_port = free_port()
-    config = {
-        "defaults": {"group_wait": 0, "group_interval": 0, "resolve_timeout": "1h"},
-        "receivers": [{"name": "hook", "type": "webhook", "url": hook_url}],
-        "routes": [{"name": "all", "receivers": ["hook"]}],
-        "api": {"port": api_port},
-    }
-    config_path = data_dir / "alerting.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
-    env.update(
-        AGENTWATCH_KAFKA__BOOTSTRAP=bootstrap,
-        AGENTWATCH_KAFKA__PARTITIONS=str(partitions),
-        AGENTWATCH_KAFKA__SESSION_TIMEOUT_MS="6000",
-        AGENTWATCH_KAFKA__HEARTBEAT_INTERVAL_MS="2000",
-        AGENTWATCH_DATA_DIR=str(data_dir),
-    )
-    with open(data_dir / "dispatcher.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agentwatch", "alerts", "run", "--config", str(config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    return proc, f"http://127.0.0.1:{api_port}"
-
-
 def run(
     rate: int = 2000,
     agents: int = 200,
@@ -173,7 +141,7 @@ def run(
             with Stack(settings, log_dir=root / "logs") as stack:
                 stack.start(workers=1, wait_ready_s=120)
                 (root / "alerts").mkdir()
-                dispatcher, api = _start_dispatcher(
+                dispatcher, api = start_dispatcher(
                     root / "alerts", stack.bootstrap, partitions, f"{receiver_url}/hook"
                 )
                 _wait("receiver", lambda: _get_json(f"{receiver_url}/results") == {}, 30, receiver)
